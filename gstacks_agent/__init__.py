@@ -1,0 +1,3 @@
+"""gstacks-agent: turns a Linux host into a GlobalStacks host."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,402 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_CODE_UNSPECIFIED: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_ARGUMENT: _ClassVar[ErrorCode]
+    ERROR_CODE_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_ALREADY_EXISTS: _ClassVar[ErrorCode]
+    ERROR_CODE_FAILED_PRECONDITION: _ClassVar[ErrorCode]
+    ERROR_CODE_UNAVAILABLE: _ClassVar[ErrorCode]
+    ERROR_CODE_UNAUTHENTICATED: _ClassVar[ErrorCode]
+    ERROR_CODE_PERMISSION_DENIED: _ClassVar[ErrorCode]
+    ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
+    ERROR_CODE_UNIMPLEMENTED: _ClassVar[ErrorCode]
+    ERROR_CODE_DEADLINE_EXCEEDED: _ClassVar[ErrorCode]
+
+class SandboxState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SANDBOX_STATE_UNSPECIFIED: _ClassVar[SandboxState]
+    SANDBOX_STATE_CREATING: _ClassVar[SandboxState]
+    SANDBOX_STATE_RUNNING: _ClassVar[SandboxState]
+    SANDBOX_STATE_STOPPED: _ClassVar[SandboxState]
+    SANDBOX_STATE_FAILED: _ClassVar[SandboxState]
+ERROR_CODE_UNSPECIFIED: ErrorCode
+ERROR_CODE_INVALID_ARGUMENT: ErrorCode
+ERROR_CODE_NOT_FOUND: ErrorCode
+ERROR_CODE_ALREADY_EXISTS: ErrorCode
+ERROR_CODE_FAILED_PRECONDITION: ErrorCode
+ERROR_CODE_UNAVAILABLE: ErrorCode
+ERROR_CODE_UNAUTHENTICATED: ErrorCode
+ERROR_CODE_PERMISSION_DENIED: ErrorCode
+ERROR_CODE_INTERNAL: ErrorCode
+ERROR_CODE_UNIMPLEMENTED: ErrorCode
+ERROR_CODE_DEADLINE_EXCEEDED: ErrorCode
+SANDBOX_STATE_UNSPECIFIED: SandboxState
+SANDBOX_STATE_CREATING: SandboxState
+SANDBOX_STATE_RUNNING: SandboxState
+SANDBOX_STATE_STOPPED: SandboxState
+SANDBOX_STATE_FAILED: SandboxState
+
+class Envelope(_message.Message):
+    __slots__ = ("request_id", "reply_to", "stream_id", "error", "agent_hello", "heartbeat", "registry_credential_request", "sandbox_status_changed", "image_pull_progress", "agent_welcome", "registry_credential", "sandbox_create", "sandbox_get", "sandbox_delete", "sandbox_list", "sandbox_info", "sandbox_deleted", "sandbox_inventory", "image_pull", "image_pulled", "terminal_open", "terminal_opened", "terminal_data", "terminal_resize", "terminal_close", "terminal_exit", "stream_window", "ack")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    AGENT_HELLO_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_CREDENTIAL_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_STATUS_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PULL_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_WELCOME_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_CREATE_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_GET_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_DELETE_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_LIST_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_INFO_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_DELETED_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_INVENTORY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PULL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PULLED_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_OPEN_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_OPENED_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_DATA_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_RESIZE_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_CLOSE_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_EXIT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    reply_to: int
+    stream_id: int
+    error: Error
+    agent_hello: AgentHello
+    heartbeat: Heartbeat
+    registry_credential_request: RegistryCredentialRequest
+    sandbox_status_changed: SandboxStatusChanged
+    image_pull_progress: ImagePullProgress
+    agent_welcome: AgentWelcome
+    registry_credential: RegistryCredential
+    sandbox_create: SandboxCreate
+    sandbox_get: SandboxGet
+    sandbox_delete: SandboxDelete
+    sandbox_list: SandboxList
+    sandbox_info: SandboxInfo
+    sandbox_deleted: SandboxDeleted
+    sandbox_inventory: SandboxInventory
+    image_pull: ImagePull
+    image_pulled: ImagePulled
+    terminal_open: TerminalOpen
+    terminal_opened: TerminalOpened
+    terminal_data: TerminalData
+    terminal_resize: TerminalResize
+    terminal_close: TerminalClose
+    terminal_exit: TerminalExit
+    stream_window: StreamWindow
+    ack: Ack
+    def __init__(self, request_id: _Optional[int] = ..., reply_to: _Optional[int] = ..., stream_id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., agent_hello: _Optional[_Union[AgentHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., registry_credential_request: _Optional[_Union[RegistryCredentialRequest, _Mapping]] = ..., sandbox_status_changed: _Optional[_Union[SandboxStatusChanged, _Mapping]] = ..., image_pull_progress: _Optional[_Union[ImagePullProgress, _Mapping]] = ..., agent_welcome: _Optional[_Union[AgentWelcome, _Mapping]] = ..., registry_credential: _Optional[_Union[RegistryCredential, _Mapping]] = ..., sandbox_create: _Optional[_Union[SandboxCreate, _Mapping]] = ..., sandbox_get: _Optional[_Union[SandboxGet, _Mapping]] = ..., sandbox_delete: _Optional[_Union[SandboxDelete, _Mapping]] = ..., sandbox_list: _Optional[_Union[SandboxList, _Mapping]] = ..., sandbox_info: _Optional[_Union[SandboxInfo, _Mapping]] = ..., sandbox_deleted: _Optional[_Union[SandboxDeleted, _Mapping]] = ..., sandbox_inventory: _Optional[_Union[SandboxInventory, _Mapping]] = ..., image_pull: _Optional[_Union[ImagePull, _Mapping]] = ..., image_pulled: _Optional[_Union[ImagePulled, _Mapping]] = ..., terminal_open: _Optional[_Union[TerminalOpen, _Mapping]] = ..., terminal_opened: _Optional[_Union[TerminalOpened, _Mapping]] = ..., terminal_data: _Optional[_Union[TerminalData, _Mapping]] = ..., terminal_resize: _Optional[_Union[TerminalResize, _Mapping]] = ..., terminal_close: _Optional[_Union[TerminalClose, _Mapping]] = ..., terminal_exit: _Optional[_Union[TerminalExit, _Mapping]] = ..., stream_window: _Optional[_Union[StreamWindow, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("code", "message", "resource_id")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    code: ErrorCode
+    message: str
+    resource_id: str
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., resource_id: _Optional[str] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AgentHello(_message.Message):
+    __slots__ = ("host_id", "agent_version", "hostname", "overview", "sandboxes", "cached_images", "capabilities")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    OVERVIEW_FIELD_NUMBER: _ClassVar[int]
+    SANDBOXES_FIELD_NUMBER: _ClassVar[int]
+    CACHED_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    agent_version: str
+    hostname: str
+    overview: HostOverview
+    sandboxes: _containers.RepeatedCompositeFieldContainer[SandboxInfo]
+    cached_images: _containers.RepeatedCompositeFieldContainer[CachedImage]
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, host_id: _Optional[str] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., overview: _Optional[_Union[HostOverview, _Mapping]] = ..., sandboxes: _Optional[_Iterable[_Union[SandboxInfo, _Mapping]]] = ..., cached_images: _Optional[_Iterable[_Union[CachedImage, _Mapping]]] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AgentWelcome(_message.Message):
+    __slots__ = ("host_id", "heartbeat_interval_s", "registry_url")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_URL_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    heartbeat_interval_s: int
+    registry_url: str
+    def __init__(self, host_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[int] = ..., registry_url: _Optional[str] = ...) -> None: ...
+
+class HostOverview(_message.Message):
+    __slots__ = ("cpu_percent", "cpu_count", "memory_total_bytes", "memory_used_bytes", "disk_total_bytes", "disk_used_bytes", "load_1m", "load_5m", "load_15m", "uptime_s", "kernel", "agent_version", "sandbox_count")
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOAD_1M_FIELD_NUMBER: _ClassVar[int]
+    LOAD_5M_FIELD_NUMBER: _ClassVar[int]
+    LOAD_15M_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_COUNT_FIELD_NUMBER: _ClassVar[int]
+    cpu_percent: float
+    cpu_count: int
+    memory_total_bytes: int
+    memory_used_bytes: int
+    disk_total_bytes: int
+    disk_used_bytes: int
+    load_1m: float
+    load_5m: float
+    load_15m: float
+    uptime_s: int
+    kernel: str
+    agent_version: str
+    sandbox_count: int
+    def __init__(self, cpu_percent: _Optional[float] = ..., cpu_count: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., disk_total_bytes: _Optional[int] = ..., disk_used_bytes: _Optional[int] = ..., load_1m: _Optional[float] = ..., load_5m: _Optional[float] = ..., load_15m: _Optional[float] = ..., uptime_s: _Optional[int] = ..., kernel: _Optional[str] = ..., agent_version: _Optional[str] = ..., sandbox_count: _Optional[int] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("overview", "cached_images")
+    OVERVIEW_FIELD_NUMBER: _ClassVar[int]
+    CACHED_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    overview: HostOverview
+    cached_images: _containers.RepeatedCompositeFieldContainer[CachedImage]
+    def __init__(self, overview: _Optional[_Union[HostOverview, _Mapping]] = ..., cached_images: _Optional[_Iterable[_Union[CachedImage, _Mapping]]] = ...) -> None: ...
+
+class CachedImage(_message.Message):
+    __slots__ = ("digest", "size_bytes")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    size_bytes: int
+    def __init__(self, digest: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class RegistryCredentialRequest(_message.Message):
+    __slots__ = ("repository", "action", "artifact")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    repository: str
+    action: str
+    artifact: str
+    def __init__(self, repository: _Optional[str] = ..., action: _Optional[str] = ..., artifact: _Optional[str] = ...) -> None: ...
+
+class RegistryCredential(_message.Message):
+    __slots__ = ("registry_url", "token", "expires_at_unix")
+    REGISTRY_URL_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    registry_url: str
+    token: str
+    expires_at_unix: int
+    def __init__(self, registry_url: _Optional[str] = ..., token: _Optional[str] = ..., expires_at_unix: _Optional[int] = ...) -> None: ...
+
+class ImageRef(_message.Message):
+    __slots__ = ("registry_url", "repository", "digest")
+    REGISTRY_URL_FIELD_NUMBER: _ClassVar[int]
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    registry_url: str
+    repository: str
+    digest: str
+    def __init__(self, registry_url: _Optional[str] = ..., repository: _Optional[str] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class ImagePull(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: ImageRef
+    def __init__(self, image: _Optional[_Union[ImageRef, _Mapping]] = ...) -> None: ...
+
+class ImagePulled(_message.Message):
+    __slots__ = ("digest", "bytes_downloaded", "blobs_downloaded", "blobs_cached")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DOWNLOADED_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_DOWNLOADED_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_CACHED_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    bytes_downloaded: int
+    blobs_downloaded: int
+    blobs_cached: int
+    def __init__(self, digest: _Optional[str] = ..., bytes_downloaded: _Optional[int] = ..., blobs_downloaded: _Optional[int] = ..., blobs_cached: _Optional[int] = ...) -> None: ...
+
+class ImagePullProgress(_message.Message):
+    __slots__ = ("sandbox_id", "digest", "bytes_done", "bytes_total")
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DONE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    digest: str
+    bytes_done: int
+    bytes_total: int
+    def __init__(self, sandbox_id: _Optional[str] = ..., digest: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ...) -> None: ...
+
+class SandboxCreate(_message.Message):
+    __slots__ = ("sandbox_id", "image", "command", "env", "hostname")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    image: ImageRef
+    command: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    hostname: str
+    def __init__(self, sandbox_id: _Optional[str] = ..., image: _Optional[_Union[ImageRef, _Mapping]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ...) -> None: ...
+
+class SandboxGet(_message.Message):
+    __slots__ = ("sandbox_id",)
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    def __init__(self, sandbox_id: _Optional[str] = ...) -> None: ...
+
+class SandboxDelete(_message.Message):
+    __slots__ = ("sandbox_id", "grace_s")
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    grace_s: int
+    def __init__(self, sandbox_id: _Optional[str] = ..., grace_s: _Optional[int] = ...) -> None: ...
+
+class SandboxDeleted(_message.Message):
+    __slots__ = ("sandbox_id", "existed")
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    existed: bool
+    def __init__(self, sandbox_id: _Optional[str] = ..., existed: _Optional[bool] = ...) -> None: ...
+
+class SandboxList(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SandboxInventory(_message.Message):
+    __slots__ = ("sandboxes",)
+    SANDBOXES_FIELD_NUMBER: _ClassVar[int]
+    sandboxes: _containers.RepeatedCompositeFieldContainer[SandboxInfo]
+    def __init__(self, sandboxes: _Optional[_Iterable[_Union[SandboxInfo, _Mapping]]] = ...) -> None: ...
+
+class SandboxInfo(_message.Message):
+    __slots__ = ("sandbox_id", "state", "image_digest", "pid", "exit_code", "has_exit_code", "message", "hostname")
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    HAS_EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    state: SandboxState
+    image_digest: str
+    pid: int
+    exit_code: int
+    has_exit_code: bool
+    message: str
+    hostname: str
+    def __init__(self, sandbox_id: _Optional[str] = ..., state: _Optional[_Union[SandboxState, str]] = ..., image_digest: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., has_exit_code: _Optional[bool] = ..., message: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
+
+class SandboxStatusChanged(_message.Message):
+    __slots__ = ("sandbox",)
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    sandbox: SandboxInfo
+    def __init__(self, sandbox: _Optional[_Union[SandboxInfo, _Mapping]] = ...) -> None: ...
+
+class TerminalOpen(_message.Message):
+    __slots__ = ("session_id", "sandbox_id", "command", "cols", "rows", "env", "initial_window")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    sandbox_id: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    cols: int
+    rows: int
+    env: _containers.ScalarMap[str, str]
+    initial_window: int
+    def __init__(self, session_id: _Optional[str] = ..., sandbox_id: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cols: _Optional[int] = ..., rows: _Optional[int] = ..., env: _Optional[_Mapping[str, str]] = ..., initial_window: _Optional[int] = ...) -> None: ...
+
+class TerminalOpened(_message.Message):
+    __slots__ = ("session_id", "pid")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    pid: int
+    def __init__(self, session_id: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class TerminalData(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class TerminalResize(_message.Message):
+    __slots__ = ("cols", "rows")
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    cols: int
+    rows: int
+    def __init__(self, cols: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
+
+class TerminalClose(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class TerminalExit(_message.Message):
+    __slots__ = ("session_id", "exit_code", "signal")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    exit_code: int
+    signal: int
+    def __init__(self, session_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ...) -> None: ...
+
+class StreamWindow(_message.Message):
+    __slots__ = ("increment",)
+    INCREMENT_FIELD_NUMBER: _ClassVar[int]
+    increment: int
+    def __init__(self, increment: _Optional[int] = ...) -> None: ...
