@@ -1,0 +1,167 @@
+"""The OpenAPI document is valid and follows the naming and error conventions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from openapi_spec_validator import validate
+
+DOCUMENT = Path(__file__).resolve().parents[2] / "openapi" / "openapi.yaml"
+METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+# The routes of the lite control plane's HTTP contract, no more and no fewer.
+CONTRACT_ROUTES = {
+    ("get", "/api/auth/session"),
+    ("get", "/api/hosts"),
+    ("get", "/api/hosts/{hostId}"),
+    ("get", "/api/sandboxes"),
+    ("post", "/api/sandboxes"),
+    ("get", "/api/sandboxes/{sandboxId}"),
+    ("delete", "/api/sandboxes/{sandboxId}"),
+    ("get", "/api/sandboxes/{sandboxId}/wait"),
+    ("get", "/api/sandboxes/{sandboxId}/terminal-sessions"),
+    ("post", "/api/sandboxes/{sandboxId}/terminal-sessions"),
+    ("get", "/api/sandboxes/{sandboxId}/terminal-sessions/{sessionId}"),
+    ("delete", "/api/sandboxes/{sandboxId}/terminal-sessions/{sessionId}"),
+    ("get", "/api/sandboxes/{sandboxId}/terminal-sessions/{sessionId}/stream"),
+    ("get", "/api/blueprints"),
+    ("post", "/api/blueprints"),
+    ("get", "/api/blueprints/{blueprintId}"),
+    ("delete", "/api/blueprints/{blueprintId}"),
+    ("post", "/api/blueprints/{blueprintId}/activate"),
+    ("post", "/api/blueprints/{blueprintId}/deactivate"),
+    ("get", "/api/registry"),
+    ("post", "/api/registry/credentials"),
+}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    return yaml.safe_load(DOCUMENT.read_text())
+
+
+def _operations(document: dict) -> list[tuple[str, str, dict]]:
+    return [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
+
+
+def _resolve(document: dict, node: dict) -> dict:
+    """Follow local `$ref`s (`#/components/...`) to the node they name."""
+    while "$ref" in node:
+        ref = node["$ref"]
+        assert ref.startswith("#/"), ref
+        node = document
+        for part in ref[2:].split("/"):
+            node = node[part]
+    return node
+
+
+def test_document_is_valid_openapi_3_1(document):
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+def test_document_describes_exactly_the_contract_routes(document):
+    described = {(method, path) for method, path, _ in _operations(document)}
+
+    assert described == CONTRACT_ROUTES
+
+
+def test_every_path_is_under_api_with_plural_collection_names(document):
+    for path in document["paths"]:
+        segments = path.split("/")[1:]
+        assert segments[0] == "api", path
+
+        # A segment followed by a record id names a collection: plural.
+        for name, following in zip(segments, segments[1:], strict=False):
+            if following.startswith("{"):
+                assert name.endswith("s"), f"{path}: collection {name!r} is singular"
+
+
+def test_every_operation_has_a_unique_operation_id(document):
+    ids = [operation.get("operationId") for _, _, operation in _operations(document)]
+
+    assert None not in ids
+    assert len(ids) == len(set(ids))
+
+
+def test_bearer_security_applies_to_every_operation(document):
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+
+    assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
+    assert document["security"] == [{"bearerAuth": []}]
+    for method, path, operation in _operations(document):
+        assert "security" not in operation, f"{method} {path} overrides security"
+        assert "401" in operation["responses"], f"{method} {path} lacks 401"
+
+
+def test_every_error_response_carries_the_error_schema(document):
+    error_ref = "#/components/schemas/Error"
+    for method, path, operation in _operations(document):
+        for status, response in operation["responses"].items():
+            if int(status) < 400:
+                continue
+            response = _resolve(document, response)
+            schema = response["content"]["application/json"]["schema"]
+            assert schema == {"$ref": error_ref}, f"{method} {path} {status}"
+
+
+def test_operations_on_a_record_document_not_found(document):
+    for method, path, operation in _operations(document):
+        if "{" in path:
+            assert "404" in operation["responses"], f"{method} {path} lacks 404"
+
+
+def test_request_bodies_are_closed_and_name_required_fields(document):
+    for method, path, operation in _operations(document):
+        if "requestBody" not in operation:
+            continue
+        content = operation["requestBody"]["content"]["application/json"]
+        schema = _resolve(document, content["schema"])
+
+        assert schema["additionalProperties"] is False, f"{method} {path}"
+        assert "400" in operation["responses"], f"{method} {path} lacks 400"
+
+        required = set(schema.get("required", []))
+        for alternative in schema.get("oneOf", []):
+            required |= set(alternative["required"])
+        assert required <= set(schema["properties"]), f"{method} {path}"
+
+
+@pytest.mark.parametrize(
+    ("schema_name", "required"),
+    [
+        ("BlueprintCreate", ["name", "image"]),
+        ("RegistryCredentialCreate", ["repository", "action"]),
+    ],
+)
+def test_request_bodies_require_the_contract_fields(document, schema_name, required):
+    schema = document["components"]["schemas"][schema_name]
+
+    assert schema["required"] == required
+
+
+def test_path_parameters_are_typed_strings(document):
+    for path, item in document["paths"].items():
+        names = {
+            _resolve(document, parameter)["name"]
+            for parameter in item.get("parameters", [])
+            if _resolve(document, parameter)["in"] == "path"
+        }
+        expected = {part[1:-1] for part in path.split("/") if part.startswith("{")}
+        assert names == expected, path
+        for parameter in item.get("parameters", []):
+            parameter = _resolve(document, parameter)
+            assert parameter["schema"]["type"] == "string", path
+
+
+def test_sandbox_create_refuses_both_image_and_blueprint(document):
+    schema = document["components"]["schemas"]["SandboxCreate"]
+
+    assert schema["oneOf"] == [{"required": ["image"]}, {"required": ["blueprint"]}]
