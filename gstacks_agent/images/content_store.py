@@ -78,6 +78,8 @@ class ContentStore:
     ) -> Path:
         """Stream `chunks` into the store as `digest` and return the blob's path.
 
+        `chunks` is consumed and, when it has `aclose` (an async generator), closed.
+
         Raises `DigestMismatch` (and leaves nothing behind) when the content's sha256
         or length differs from `digest` / `expected_size`.
         """
@@ -100,6 +102,8 @@ class ContentStore:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        finally:
+            await _close_source(chunks)
 
         await trio.to_thread.run_sync(_sync_directory, self._dir)
         log.debug("stored blob %s (%d bytes)", verifier.expected, verifier.size)
@@ -157,6 +161,15 @@ class ContentStore:
 
     def _temp_path(self, digest: Digest) -> Path:
         return self._dir / f"{_TEMP_PREFIX}{digest.hex}-{secrets.token_hex(4)}"
+
+
+async def _close_source(chunks: AsyncIterator[bytes]) -> None:
+    # Closing a source we stopped reading early (a mismatch, a cancel) runs its
+    # cleanup now rather than whenever the garbage collector gets to it.
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        with trio.CancelScope(shield=True):
+            await aclose()
 
 
 def _write_and_hash(file: BinaryIO, verifier: DigestVerifier, chunk: bytes) -> None:

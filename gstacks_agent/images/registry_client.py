@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import aclosing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -159,8 +159,7 @@ class RegistryClient:
                 # aiter_raw: the digest covers the bytes as stored, so no
                 # Content-Encoding may be undone on the way in.
                 chunks = _reporting(response.aiter_raw(), progress)
-                async with aclosing(chunks):
-                    path = await store.ingest(digest, chunks, size)
+                path = await store.ingest(digest, chunks, size)
 
         log.debug("fetched blob %s@%s", repository, digest)
         return path
