@@ -68,6 +68,24 @@ class Descriptor:
     platform: Platform | None = None
     annotations: dict[str, str] = field(default_factory=dict)
 
+    def to_json(self) -> dict:
+        """The descriptor as it is written in a manifest or index."""
+        document: dict = {
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
+        if self.platform is not None:
+            document["platform"] = {
+                "architecture": self.platform.architecture,
+                "os": self.platform.os,
+            }
+            if self.platform.variant:
+                document["platform"]["variant"] = self.platform.variant
+        if self.annotations:
+            document["annotations"] = dict(self.annotations)
+        return document
+
 
 @dataclass(frozen=True)
 class ImageManifest:
