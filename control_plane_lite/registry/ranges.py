@@ -40,7 +40,7 @@ def parse_blob_range(header: str | None, size: int) -> tuple[int, int] | None:
 
     first = int(match["first"])
     last = int(match["last"]) if match["last"] else size - 1
-    if last < first:
+    if match["last"] and last < first:
         return None
     if first >= size:
         raise _unsatisfiable(header, size)

@@ -458,10 +458,12 @@ class FilesystemStorage:
 
         def rehash() -> _RunningHash:
             hasher = hashlib.sha256()
+            offset = 0
             with open(data, "rb") as file:
                 while chunk := file.read(self.chunk_size):
                     hasher.update(chunk)
-            return _RunningHash(file.tell(), hasher)
+                    offset += len(chunk)
+            return _RunningHash(offset, hasher)
 
         log.debug("upload %s: rebuilding its running hash from disk", upload_id)
         running = await trio.to_thread.run_sync(rehash)
