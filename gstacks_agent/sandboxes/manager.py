@@ -61,7 +61,7 @@ from gstacks_agent.sandboxes.subreaper import (
 
 log = logging.getLogger("gstacks.agent.sandboxes")
 
-SANDBOX_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+SANDBOX_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 USER_DB_MAX_BYTES = 1024 * 1024
 # After SIGKILL the kernel tears the container down promptly; this bounds the
 # wait for the init to be reaped before runc delete --force takes over.
@@ -118,10 +118,10 @@ class SandboxInfo:
 
 
 def check_sandbox_id(sandbox_id: str) -> str:
-    """Return `sandbox_id` if it matches [a-z0-9][a-z0-9-]{0,62}, else raise."""
+    """Return `sandbox_id` if it matches [a-z0-9][a-z0-9_-]{0,62}, else raise."""
     if not isinstance(sandbox_id, str) or not SANDBOX_ID.fullmatch(sandbox_id):
         raise InvalidSandboxSpec(
-            f"sandbox id must match [a-z0-9][a-z0-9-]{{0,62}}, not {sandbox_id!r}"
+            f"sandbox id must match [a-z0-9][a-z0-9_-]{{0,62}}, not {sandbox_id!r}"
         )
     return sandbox_id
 
@@ -141,7 +141,8 @@ class SandboxManager:
 
     `on_state_change` is called with the new info whenever a sandbox changes state
     on its own (its process exited, or recovery found it gone); the results of
-    `create` and `delete` go to their callers instead.
+    `create` and `delete` go to their callers instead. Containers get cgroups
+    `/<cgroup_parent>/<id>` in every hierarchy.
     """
 
     def __init__(
@@ -149,6 +150,8 @@ class SandboxManager:
         state_dir: Path,
         runc: Runc,
         on_state_change: Callable[[SandboxInfo], None] | None = None,
+        *,
+        cgroup_parent: str = "gstacks",
     ) -> None:
         self._dir = Path(state_dir) / "sandboxes"
         self._runc = runc
@@ -156,6 +159,7 @@ class SandboxManager:
         self._sandboxes: dict[str, _Sandbox] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
+        self._cgroup_parent = cgroup_parent.strip("/")
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Track sandboxes until cancelled; ready once recovery is done.
@@ -325,7 +329,7 @@ class SandboxManager:
             env=env,
             passwd=passwd or "",
             group=group or "",
-            cgroups_path=f"/gstacks/{sandbox_id}",
+            cgroups_path=f"/{self._cgroup_parent}/{sandbox_id}",
         )
         _write_json_atomic(bundle / "config.json", spec)
 

@@ -1,0 +1,116 @@
+"""The control plane's view of its own registry: resolving and publishing artifacts.
+
+Services name images the way users do (`lab/busybox:latest`); agents must pull by
+digest. This catalog resolves tags to digests straight from registry storage (no HTTP
+round trip to ourselves), and publishes a manifest with everything it references into
+another repository by linking, so a blueprint's artifact is a copy that costs no
+bytes and cannot be changed by re-tagging its source.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from control_plane_lite.errors import InvalidRequest
+from control_plane_lite.image_refs import ImageReference
+from control_plane_lite.registry.errors import RegistryError
+from control_plane_lite.registry.manifest import inspect_manifest
+from control_plane_lite.registry.names import Digest
+from control_plane_lite.registry.storage import BlobStorage
+
+log = logging.getLogger("gstacks.cp.artifacts")
+
+BLUEPRINT_NAMESPACE = "blueprints"
+
+
+class ArtifactCatalog:
+    """Resolves references and publishes manifests within the embedded registry."""
+
+    def __init__(
+        self,
+        storage: BlobStorage,
+        registry_host: str,
+        namespace: str = BLUEPRINT_NAMESPACE,
+    ) -> None:
+        self._storage = storage
+        self.registry_host = registry_host
+        self.namespace = namespace
+
+    @property
+    def registry_url(self) -> str:
+        """Base URL agents pull from; the OCI API lives at `<url>/v2/`."""
+        return f"http://{self.registry_host}"
+
+    def artifact_ref(self, repository: str, digest: str) -> str:
+        return f"{self.registry_host}/{repository}@{digest}"
+
+    def split_artifact_ref(self, artifact_ref: str) -> tuple[str, str]:
+        """(repository, digest) of one of our own artifact references."""
+        location, _, digest = artifact_ref.partition("@")
+        host, _, repository = location.partition("/")
+        if host != self.registry_host or not repository or not digest:
+            raise InvalidRequest(
+                f"artifact {artifact_ref!r} is not in this control plane's registry"
+            )
+        return repository, digest
+
+    def require_internal(self, reference: ImageReference) -> None:
+        """Refuse references to registries other than ours (no external pulls yet)."""
+        if reference.registry not in (None, self.registry_host, self._loopback_alias()):
+            raise InvalidRequest(
+                f"image registry {reference.registry!r} is not this control plane's registry "
+                f"({self.registry_host}); push the image there first",
+                registry=reference.registry,
+            )
+
+    async def resolve(self, repository: str, reference: str) -> str:
+        """The digest of `repository:reference`, which must exist in our registry."""
+        try:
+            if reference.startswith("sha256:"):
+                digest = Digest.parse(reference)
+                if not await self._storage.has_manifest(repository, digest):
+                    raise InvalidRequest(
+                        f"image {repository}@{reference} is not in the registry"
+                    )
+            else:
+                digest = await self._storage.resolve_tag(repository, reference)
+        except RegistryError as exc:
+            raise InvalidRequest(
+                f"image {repository}:{reference} is not in the registry ({exc})",
+                repository=repository,
+            ) from exc
+        return str(digest)
+
+    async def publish(
+        self, source_repository: str, digest: str, target_repository: str, tag: str
+    ) -> None:
+        """Make manifest `digest` of `source_repository` available in `target_repository`."""
+        await self._copy_manifest(
+            source_repository, Digest.parse(digest), target_repository, tag
+        )
+        log.info(
+            "artifact %s: published %s as %s:%s",
+            digest,
+            source_repository,
+            target_repository,
+            tag,
+        )
+
+    async def _copy_manifest(
+        self, source: str, digest: Digest, target: str, tag: str | None
+    ) -> None:
+        stored = await self._storage.get_manifest(source, digest)
+        references = inspect_manifest(stored.body, stored.media_type)
+        for blob in references.blobs:
+            if not blob.is_foreign:
+                await self._storage.stat_blob(source, blob.digest)
+                await self._storage.link_blob(target, blob.digest)
+        for child in references.manifests:
+            await self._copy_manifest(source, child.digest, target, None)
+        await self._storage.put_manifest(
+            target, digest, stored.media_type, stored.body, tag=tag
+        )
+
+    def _loopback_alias(self) -> str | None:
+        host, _, port = self.registry_host.rpartition(":")
+        return f"localhost:{port}" if host == "127.0.0.1" else None

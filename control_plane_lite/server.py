@@ -1,0 +1,215 @@
+"""Assembly of the lite control plane and the task that serves it.
+
+`ControlPlane` wires the store, credentials, registry, agent hub and resource
+services together once; `serve_control_plane` runs hypercorn on trio with the ASGI
+app until cancelled, and reports the address it bound through `task_status`, which
+is how tests and the standalone lab learn a port picked by the kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from control_plane_lite.agent_hub import AgentHub
+from control_plane_lite.api import build_app
+from control_plane_lite.artifacts import ArtifactCatalog
+from control_plane_lite.auth import (
+    DEFAULT_REGISTRY_TTL_S,
+    Authenticator,
+    Principal,
+)
+from control_plane_lite.blueprints import BlueprintService
+from control_plane_lite.clock import rfc3339
+from control_plane_lite.errors import InvalidRequest
+from control_plane_lite.registry.app import build_registry_app
+from control_plane_lite.registry.errors import RegistryError
+from control_plane_lite.registry.names import Digest, validate_repository
+from control_plane_lite.registry.storage import FilesystemStorage
+from control_plane_lite.registry_access import ControlPlaneRegistryAuthorizer
+from control_plane_lite.sandboxes import SandboxService
+from control_plane_lite.store import Store
+from control_plane_lite.terminals import TerminalService
+from gstacks_proto import pb
+
+log = logging.getLogger("gstacks.cp.server")
+
+DEFAULT_PORT = 7480
+ADMIN_KEY_FILE = "admin-api-key"
+
+
+@dataclass(frozen=True)
+class ControlPlaneConfig:
+    state_dir: Path
+    bind_host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+
+
+class ControlPlane:
+    """Every part of the control plane, built once per process."""
+
+    def __init__(self, config: ControlPlaneConfig) -> None:
+        self.config = config
+        self.state_dir = config.state_dir
+        self.store = Store(config.state_dir / "control-plane.db")
+        self.authenticator = Authenticator(self.store)
+        self.admin_key = self.authenticator.ensure_admin_key(
+            config.state_dir / ADMIN_KEY_FILE
+        )
+        self.registry_storage = FilesystemStorage(config.state_dir / "registry")
+        self.artifacts = ArtifactCatalog(
+            self.registry_storage, f"{config.bind_host}:{config.port}"
+        )
+        self.registry_app = build_registry_app(
+            self.registry_storage, ControlPlaneRegistryAuthorizer(self.authenticator)
+        )
+        self.blueprints = BlueprintService(self.store, self.artifacts)
+        self.hub = AgentHub(
+            self.store,
+            self.authenticator,
+            listener=self,
+            issue_credential=self._issue_agent_credential,
+            registry_url=self.artifacts.registry_url,
+        )
+        self.sandboxes = SandboxService(
+            self.store, self.hub, self.artifacts, self.blueprints
+        )
+        self.blueprints.live_sandbox_count = self.sandboxes.live_sandboxes_of_blueprint
+        self.terminals = TerminalService(self.store, self.hub, self.sandboxes)
+        self.app = build_app(self)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def set_public_address(self, host_port: str) -> None:
+        """Record where clients reach us (known only after binding port 0)."""
+        self.artifacts.registry_host = host_port
+        self.hub.registry_url = self.artifacts.registry_url
+
+    # ---- HubListener -----------------------------------------------------------------
+
+    async def agent_connected(self, host_id: str, hello: pb.AgentHello) -> None:
+        await self.sandboxes.reconcile(host_id, list(hello.sandboxes))
+
+    async def sandbox_status_changed(self, host_id: str, info: pb.SandboxInfo) -> None:
+        await self.sandboxes.status_reported(host_id, info)
+
+    # ---- registry ----------------------------------------------------------------------
+
+    def registry_discovery(self) -> dict[str, Any]:
+        return {
+            "url": f"{self.artifacts.registry_url}/registry",
+            "namespace": self.artifacts.namespace,
+            "storage_driver": "filesystem",
+            "s3_configured": False,
+            "digest_algorithms": ["sha256"],
+            "digest_behavior": (
+                "content-addressed: blobs and manifests are verified against their sha256 "
+                "digest on upload and served by digest; artifacts are referenced by digest"
+            ),
+            "default_credential_ttl_s": DEFAULT_REGISTRY_TTL_S,
+        }
+
+    def issue_registry_credential(
+        self, principal: Principal, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        repository, action = body.get("repository"), body.get("action", "pull")
+        artifact, ttl_s = (
+            body.get("artifact"),
+            body.get("ttl_s", DEFAULT_REGISTRY_TTL_S),
+        )
+        if not isinstance(repository, str):
+            raise InvalidRequest("repository is required and must be a string")
+        if not isinstance(action, str):
+            raise InvalidRequest("action must be 'pull' or 'push'")
+        if not isinstance(ttl_s, int) or isinstance(ttl_s, bool):
+            raise InvalidRequest("ttl_s must be an integer number of seconds")
+        try:
+            validate_repository(repository)
+            if artifact is not None:
+                if not isinstance(artifact, str):
+                    raise InvalidRequest("artifact must be a digest string")
+                Digest.parse(artifact)
+        except RegistryError as exc:
+            raise InvalidRequest(exc.message) from exc
+        row, secret = self.authenticator.issue_registry_credential(
+            principal.tenant_id, repository, action, artifact, ttl_s
+        )
+        log.info(
+            "registry credential %s: %s on %s for %s, %ss",
+            row["id"],
+            "/".join(row["actions"]),
+            repository,
+            principal.name,
+            ttl_s,
+        )
+        return {
+            "registry": self.artifacts.registry_host,
+            "repository": repository,
+            "actions": row["actions"],
+            "artifact": artifact,
+            "username": "gstacks",
+            "password": secret,
+            "token": secret,
+            "expires_at": rfc3339(row["expires_at"]),
+        }
+
+    async def _issue_agent_credential(
+        self, host_id: str, request: pb.RegistryCredentialRequest
+    ) -> pb.RegistryCredential:
+        """Pull credentials for agents; they never get push rights."""
+        if request.action not in ("", "pull"):
+            raise InvalidRequest(
+                f"host {host_id} asked for {request.action!r}; agents may only pull"
+            )
+        host = self.store.get("hosts", host_id)
+        assert host is not None
+        try:
+            validate_repository(request.repository)
+        except RegistryError as exc:
+            raise InvalidRequest(exc.message) from exc
+        row, secret = self.authenticator.issue_registry_credential(
+            host["tenant_id"], request.repository, "pull", request.artifact or None
+        )
+        log.info(
+            "registry credential %s: pull on %s for host %s",
+            row["id"],
+            request.repository,
+            host_id,
+        )
+        return pb.RegistryCredential(
+            registry_url=self.artifacts.registry_url,
+            token=secret,
+            expires_at_unix=int(row["expires_at"]),
+        )
+
+
+_BIND_RE = re.compile(r"^https?://(?P<address>.+)$")
+
+
+async def serve_control_plane(
+    cp: ControlPlane, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve the control plane until cancelled; report `host:port` once listening."""
+    config = HypercornConfig()
+    config.bind = [f"{cp.config.bind_host}:{cp.config.port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("gstacks.cp.http")
+    # Blob uploads stream through; this only bounds how long an idle socket lingers.
+    config.keep_alive_timeout = 75
+    config.websocket_ping_interval = 20
+    async with trio.open_nursery() as nursery:
+        await nursery.start(cp.sandboxes.run)
+        binds = await nursery.start(serve, cp.app, config)
+        match = _BIND_RE.match(binds[0])
+        address = match.group("address") if match else binds[0]
+        cp.set_public_address(address)
+        log.info("control plane listening on %s (state in %s)", address, cp.state_dir)
+        task_status.started(address)

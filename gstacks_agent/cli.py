@@ -1,0 +1,203 @@
+"""`gstacks-agent`: run the host agent, or a whole single-host lab.
+
+    gstacks-agent run          the agent alone, for a host enrolled with a control plane
+    gstacks-agent standalone   agent + embedded lite control plane in one process
+    gstacks-agent doctor       what this host has and lacks, with install hints
+
+Errors the agent raises on purpose end the command with one line on stderr and
+status 1; Ctrl-C and SIGTERM stop the daemon cleanly with status 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import click
+import trio
+
+from gstacks_agent import __version__
+from gstacks_agent.capabilities import probe_capabilities
+from gstacks_agent.config import AgentConfig, ConfigError, load_config
+from gstacks_agent.errors import AgentError
+from gstacks_agent.identity import HostIdentity, load_identity, save_identity
+
+log = logging.getLogger("gstacks.agent.cli")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    # Per-request lines from the HTTP stack are noise in a host's journal.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("trio-websocket").setLevel(logging.WARNING)
+
+
+async def stop_on_sigterm(cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s; stopping", signal.Signals(signum).name)
+            cancel_scope.cancel()
+            return
+
+
+def _load(config_path: Path | None, state_dir: Path | None) -> AgentConfig:
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return config.with_overrides(state_dir=state_dir)
+
+
+@click.group(help=__doc__.split("\n\n")[0])
+@click.version_option(__version__, prog_name="gstacks-agent")
+def main() -> None:
+    pass
+
+
+@main.command(help="Run the agent for an enrolled host until stopped.")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="YAML config file."
+)
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), help="Override state_dir."
+)
+def run(config_path: Path | None, state_dir: Path | None) -> None:
+    config = _load(config_path, state_dir)
+    setup_logging(config.log_level)
+    try:
+        identity = load_identity(config.identity_dir)
+        trio.run(_run_agent, config, identity)
+    except AgentError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+async def _run_agent(config: AgentConfig, identity: HostIdentity) -> None:
+    from gstacks_agent.daemon import Agent
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_on_sigterm, nursery.cancel_scope)
+        agent = Agent(config, identity)
+        await nursery.start(agent.run)
+        log.info("host %s: agent %s running", identity.host_id, __version__)
+
+
+@main.command(help="Run a complete single-host lab: control plane, registry and agent.")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=Path("/var/lib/gstacks"),
+    show_default=True,
+)
+@click.option(
+    "--bind",
+    "bind_host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the API listens on.",
+)
+@click.option(
+    "--port",
+    default=7480,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def standalone(state_dir: Path, bind_host: str, port: int, log_level: str) -> None:
+    setup_logging(log_level)
+    config = AgentConfig(state_dir=state_dir.resolve(), log_level=log_level)
+    try:
+        trio.run(run_standalone, config, bind_host, port)
+    except AgentError as exc:
+        raise click.ClickException(exc.message) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot start the lab: {exc}") from exc
+
+
+async def run_standalone(
+    config: AgentConfig,
+    bind_host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve control plane and agent in one nursery; report the API address when ready."""
+    from control_plane_lite.server import (
+        ControlPlane,
+        ControlPlaneConfig,
+        serve_control_plane,
+    )
+    from gstacks_agent.daemon import Agent
+
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cp = ControlPlane(ControlPlaneConfig(config.state_dir, bind_host, port))
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop_on_sigterm, nursery.cancel_scope)
+            address = await nursery.start(serve_control_plane, cp)
+            identity = _standalone_identity(cp, config, f"http://{address}")
+            agent = Agent(config, identity)
+            await nursery.start(agent.run)
+            with trio.fail_after(30):
+                await agent.connected.wait()
+            log.info(
+                "lab ready: API http://%s, admin key in %s, host %s",
+                address,
+                config.state_dir / "admin-api-key",
+                identity.host_id,
+            )
+            task_status.started(address)
+    finally:
+        cp.close()
+
+
+def _standalone_identity(cp: object, config: AgentConfig, url: str) -> HostIdentity:
+    """The local host's identity in the embedded control plane, made on first start."""
+    from control_plane_lite.auth import hash_secret
+    from control_plane_lite.server import ControlPlane
+
+    assert isinstance(cp, ControlPlane)
+    try:
+        identity = load_identity(config.identity_dir)
+    except AgentError:
+        identity = None
+    if identity is not None:
+        row = cp.store.get("hosts", identity.host_id)
+        if row is not None and row["credential_hash"] == hash_secret(
+            identity.credential
+        ):
+            if identity.control_plane_url != url:
+                identity = HostIdentity(identity.host_id, url, identity.credential)
+                save_identity(config.identity_dir, identity)
+            return identity
+    row, credential = cp.authenticator.create_host(
+        socket.gethostname(), socket.gethostname()
+    )
+    identity = HostIdentity(row["id"], url, credential)
+    save_identity(config.identity_dir, identity)
+    log.info("host %s: registered this host with the embedded control plane", row["id"])
+    return identity
+
+
+@main.command(
+    help="Check this host for what the agent needs; exit 1 if anything is missing."
+)
+def doctor() -> None:
+    missing = 0
+    for capability in probe_capabilities():
+        mark = "ok " if capability.present else "MISSING"
+        click.echo(f"{mark:8} {capability.name:22} {capability.detail}")
+        if not capability.present:
+            click.echo(f"{'':8} {'':22} install: {capability.install_hint}")
+            missing += 1
+    if missing:
+        raise click.ClickException(f"{missing} capability(ies) missing")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,392 @@
+"""The agent daemon: one channel to the control plane, and the host work it asks for.
+
+How it works. `Agent.run` starts the sandbox manager (which first recovers what an
+earlier agent process left running) and then keeps one WebSocket open to the control
+plane, reconnecting with capped exponential backoff and jitter whenever it drops.
+Each connection is a session:
+
+1. open the socket with the host credential in the Authorization header;
+2. send AgentHello with what exists on this host, and get AgentWelcome back;
+3. send a Heartbeat every `heartbeat_interval_s`, forward sandbox state changes, and
+   serve the control plane's requests until the socket closes.
+
+Requests are idempotent on their resource ids, so one that was in flight when the
+link dropped can simply be sent again by the control plane after the reconnect.
+Nothing of the host's state lives in the session: sandboxes keep running across
+reconnects and agent restarts; only terminal streams end with their channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import socket
+import time
+from pathlib import Path
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
+
+from gstacks_agent import __version__
+from gstacks_agent.capabilities import present_capabilities
+from gstacks_agent.config import AgentConfig
+from gstacks_agent.errors import InvalidArgument
+from gstacks_agent.host_overview import host_overview
+from gstacks_agent.identity import HostIdentity
+from gstacks_agent.images.image_cache import ImageCache, PulledImage
+from gstacks_agent.images.registry_client import RegistryClient
+from gstacks_agent.sandboxes.manager import SandboxInfo, SandboxManager
+from gstacks_agent.sandboxes.runc import Runc
+from gstacks_agent.terminals.relay import TerminalRelay
+from gstacks_proto import pb
+from gstacks_proto.channel_state import ProtocolError, Role
+from gstacks_proto.rpc_peer import ChannelClosed, RpcPeer
+
+log = logging.getLogger("gstacks.agent.daemon")
+
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
+CREDENTIAL_MARGIN_S = 30.0
+PULL_PROGRESS_INTERVAL_S = 0.5
+
+_STATES = {
+    "creating": pb.SANDBOX_STATE_CREATING,
+    "running": pb.SANDBOX_STATE_RUNNING,
+    "stopped": pb.SANDBOX_STATE_STOPPED,
+    "failed": pb.SANDBOX_STATE_FAILED,
+}
+
+
+def sandbox_info_message(info: SandboxInfo) -> pb.SandboxInfo:
+    return pb.SandboxInfo(
+        sandbox_id=info.sandbox_id,
+        state=_STATES.get(info.state, pb.SANDBOX_STATE_UNSPECIFIED),
+        image_digest=str(info.image_digest),
+        pid=info.pid or 0,
+        exit_code=info.exit_code if info.exit_code is not None else 0,
+        has_exit_code=info.exit_code is not None,
+        message=info.message,
+        hostname=info.hostname,
+    )
+
+
+class WebSocketFrameTransport:
+    """Binary frames over a trio-websocket connection."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self._ws = ws
+
+    async def send_frame(self, data: bytes) -> None:
+        try:
+            await self._ws.send_message(data)
+        except ConnectionClosed as exc:
+            raise ChannelClosed(str(exc.reason)) from exc
+
+    async def receive_frame(self) -> bytes:
+        try:
+            message = await self._ws.get_message()
+        except ConnectionClosed as exc:
+            raise ChannelClosed(str(exc.reason)) from exc
+        if isinstance(message, str):
+            raise ProtocolError("text frame on a binary channel")
+        return message
+
+
+def channel_url(control_plane_url: str) -> str:
+    base = control_plane_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base.removeprefix("https://") + "/api/agents/connect"
+    return "ws://" + base.removeprefix("http://") + "/api/agents/connect"
+
+
+class Agent:
+    """Everything one host runs for its control plane."""
+
+    def __init__(self, config: AgentConfig, identity: HostIdentity) -> None:
+        self.config = config
+        self.identity = identity
+        self.images = ImageCache(config.state_dir)
+        self.runc = Runc.locate(root=config.runc_root)
+        # One-way reports (state changes, pull progress) queue here and go out in
+        # order once a channel is up; the hello covers whatever changed while down.
+        self._outbox_send, self._outbox = trio.open_memory_channel[pb.Envelope](
+            math.inf
+        )
+        self.sandboxes = SandboxManager(
+            config.state_dir, self.runc, on_state_change=self._sandbox_changed
+        )
+        self._registry_clients: dict[str, RegistryClient] = {}
+        self._credentials: dict[str, tuple[str, float]] = {}
+        self._peer: RpcPeer | None = None
+        self.connected = trio.Event()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until cancelled. Ready once recovered sandboxes are under watch."""
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.sandboxes.serve)
+                task_status.started()
+                await self._connect_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                for client in self._registry_clients.values():
+                    await client.aclose()
+
+    async def _connect_forever(self) -> None:
+        url = channel_url(self.identity.control_plane_url)
+        headers = [("Authorization", f"Bearer {self.identity.credential}")]
+        backoff = BACKOFF_INITIAL_S
+        while True:
+            started = time.monotonic()
+            try:
+                async with open_websocket_url(
+                    url,
+                    extra_headers=headers,
+                    message_queue_size=64,
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    disconnect_timeout=2,
+                ) as ws:
+                    await self._session(ws)
+            except (OSError, HandshakeError, trio.TooSlowError) as exc:
+                log.warning(
+                    "host %s: cannot reach control plane at %s: %s",
+                    self.identity.host_id,
+                    url,
+                    exc,
+                )
+            except (ChannelClosed, ConnectionClosed) as exc:
+                log.warning("host %s: channel closed: %s", self.identity.host_id, exc)
+            except ProtocolError as exc:
+                log.error(
+                    "host %s: protocol error, reconnecting: %s",
+                    self.identity.host_id,
+                    exc,
+                )
+            finally:
+                self.connected = trio.Event()
+            if time.monotonic() - started > BACKOFF_MAX_S:
+                backoff = BACKOFF_INITIAL_S
+            delay = backoff * random.uniform(0.5, 1.0)
+            log.info("host %s: reconnecting in %.1fs", self.identity.host_id, delay)
+            await trio.sleep(delay)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _session(self, ws: WebSocketConnection) -> None:
+        relay = TerminalRelay(self.runc, self.sandboxes)
+        async with trio.open_nursery() as nursery:
+            peer = RpcPeer(
+                WebSocketFrameTransport(ws),
+                Role.AGENT,
+                on_request=lambda envelope: self._on_request(nursery, relay, envelope),
+                on_notice=lambda envelope: self._on_notice(relay, envelope),
+                name=self.identity.host_id,
+            )
+            self._peer = peer
+            try:
+                await nursery.start(peer.run)
+                welcome = await peer.request(pb.Envelope(agent_hello=self._hello()))
+                interval = welcome.agent_welcome.heartbeat_interval_s or 10
+                log.info(
+                    "host %s: connected; heartbeat every %ss",
+                    self.identity.host_id,
+                    interval,
+                )
+                self.connected.set()
+                nursery.start_soon(self._heartbeats, peer, interval)
+                nursery.start_soon(self._forward_outbox, peer)
+                await self._wait_closed(peer)
+                nursery.cancel_scope.cancel()
+            finally:
+                self._peer = None
+                self._credentials.clear()
+                await relay.close_all()
+        raise ChannelClosed("control plane closed the channel")
+
+    async def _wait_closed(self, peer: RpcPeer) -> None:
+        while not peer.closed:
+            await trio.sleep(0.2)
+
+    def _hello(self) -> pb.AgentHello:
+        sandboxes = self.sandboxes.list()
+        return pb.AgentHello(
+            host_id=self.identity.host_id,
+            agent_version=__version__,
+            hostname=socket.gethostname(),
+            overview=host_overview(self.config.state_dir, len(sandboxes)),
+            sandboxes=[sandbox_info_message(s) for s in sandboxes],
+            cached_images=self._cached_images(),
+            capabilities=present_capabilities(),
+        )
+
+    def _cached_images(self) -> list[pb.CachedImage]:
+        return [
+            pb.CachedImage(digest=str(d), size_bytes=size)
+            for d, size in self.images.cached_images()
+        ]
+
+    async def _heartbeats(self, peer: RpcPeer, interval_s: int) -> None:
+        while True:
+            await trio.sleep(interval_s)
+            overview = host_overview(self.config.state_dir, len(self.sandboxes.list()))
+            await peer.notify(
+                pb.Envelope(
+                    heartbeat=pb.Heartbeat(
+                        overview=overview, cached_images=self._cached_images()
+                    )
+                )
+            )
+
+    def _sandbox_changed(self, info: SandboxInfo) -> None:
+        change = pb.SandboxStatusChanged(sandbox=sandbox_info_message(info))
+        self._outbox_send.send_nowait(pb.Envelope(sandbox_status_changed=change))
+
+    async def _forward_outbox(self, peer: RpcPeer) -> None:
+        async for envelope in self._outbox:
+            await peer.notify(envelope)
+
+    # ---- requests from the control plane ---------------------------------------------
+
+    async def _on_request(
+        self, nursery: trio.Nursery, relay: TerminalRelay, envelope: pb.Envelope
+    ) -> pb.Envelope:
+        kind = envelope.WhichOneof("body")
+        if kind == "sandbox_create":
+            info = await self._create_sandbox(envelope.sandbox_create)
+            return pb.Envelope(sandbox_info=sandbox_info_message(info))
+        if kind == "sandbox_get":
+            return pb.Envelope(
+                sandbox_info=sandbox_info_message(
+                    self.sandboxes.get(envelope.sandbox_get.sandbox_id)
+                )
+            )
+        if kind == "sandbox_list":
+            return pb.Envelope(
+                sandbox_inventory=pb.SandboxInventory(
+                    sandboxes=[sandbox_info_message(s) for s in self.sandboxes.list()]
+                )
+            )
+        if kind == "sandbox_delete":
+            request = envelope.sandbox_delete
+            existed = await self.sandboxes.delete(
+                request.sandbox_id, grace_s=request.grace_s or 5
+            )
+            return pb.Envelope(
+                sandbox_deleted=pb.SandboxDeleted(
+                    sandbox_id=request.sandbox_id, existed=existed
+                )
+            )
+        if kind == "image_pull":
+            pulled = await self._pull(envelope.image_pull.image, sandbox_id="")
+            return pb.Envelope(
+                image_pulled=pb.ImagePulled(
+                    digest=str(pulled.digest),
+                    bytes_downloaded=pulled.bytes_downloaded,
+                    blobs_downloaded=pulled.blobs_downloaded,
+                    blobs_cached=pulled.blobs_cached,
+                )
+            )
+        if kind == "terminal_open":
+            assert self._peer is not None
+            opened = await relay.open(
+                nursery, envelope.stream_id, envelope.terminal_open, self._peer.notify
+            )
+            return pb.Envelope(terminal_opened=opened)
+        if kind == "terminal_close":
+            await relay.close(envelope.terminal_close.session_id)
+            return pb.Envelope(ack=pb.Ack())
+        raise InvalidArgument(f"this agent does not handle {kind} requests")
+
+    async def _on_notice(self, relay: TerminalRelay, envelope: pb.Envelope) -> None:
+        if envelope.stream_id:
+            relay.on_stream_frame(envelope)
+        else:
+            log.warning(
+                "host %s: unexpected %s notice",
+                self.identity.host_id,
+                envelope.WhichOneof("body"),
+            )
+
+    async def _create_sandbox(self, request: pb.SandboxCreate) -> SandboxInfo:
+        pulled = await self._pull(request.image, sandbox_id=request.sandbox_id)
+        return await self.sandboxes.create(
+            request.sandbox_id,
+            pulled,
+            command=list(request.command) or None,
+            env=dict(request.env) or None,
+            hostname=request.hostname or None,
+        )
+
+    async def _pull(self, image: pb.ImageRef, sandbox_id: str) -> PulledImage:
+        if not image.registry_url or not image.repository or not image.digest:
+            raise InvalidArgument(
+                "image needs registry_url, repository and digest",
+                resource_id=sandbox_id,
+            )
+        client = self._registry_client(image.registry_url)
+        last_report = 0.0
+        done = 0
+
+        def progress(count: int) -> None:
+            nonlocal done, last_report
+            done += count
+            now = time.monotonic()
+            if self._peer is not None and now - last_report >= PULL_PROGRESS_INTERVAL_S:
+                last_report = now
+                report = pb.ImagePullProgress(
+                    sandbox_id=sandbox_id, digest=image.digest, bytes_done=done
+                )
+                self._outbox_send.send_nowait(pb.Envelope(image_pull_progress=report))
+
+        pulled = await self.images.ensure(
+            client, image.repository, image.digest, progress
+        )
+        log.info(
+            "image %s: ready for sandbox %s (%d bytes and %d blobs downloaded, %d cached)",
+            image.digest,
+            sandbox_id or "-",
+            pulled.bytes_downloaded,
+            pulled.blobs_downloaded,
+            pulled.blobs_cached,
+        )
+        return pulled
+
+    def _registry_client(self, registry_url: str) -> RegistryClient:
+        client = self._registry_clients.get(registry_url)
+        if client is None:
+            client = RegistryClient(registry_url, self._registry_token)
+            self._registry_clients[registry_url] = client
+        return client
+
+    async def _registry_token(self, repository: str) -> str | None:
+        """A pull token for `repository` from the control plane, reused until near expiry."""
+        cached = self._credentials.get(repository)
+        if cached is not None and cached[1] - CREDENTIAL_MARGIN_S > time.time():
+            return cached[0]
+        if self._peer is None:
+            raise ChannelClosed("no control channel to ask for a registry credential")
+        reply = await self._peer.request(
+            pb.Envelope(
+                registry_credential_request=pb.RegistryCredentialRequest(
+                    repository=repository, action="pull"
+                )
+            )
+        )
+        credential = reply.registry_credential
+        self._credentials[repository] = (
+            credential.token,
+            float(credential.expires_at_unix),
+        )
+        return credential.token
+
+
+def state_dir_ready(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
