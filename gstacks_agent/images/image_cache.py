@@ -174,9 +174,14 @@ class ImageCache:
                 resource_id=digest,
             )
 
-        async with trio.open_nursery() as nursery:
-            for layer in manifest.layers:
-                nursery.start_soon(self._ensure_layer, client, repository, layer, tally)
+        try:
+            async with trio.open_nursery() as nursery:
+                for layer in manifest.layers:
+                    nursery.start_soon(
+                        self._ensure_layer, client, repository, layer, tally
+                    )
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
 
         size = sum(self.store.size(d) for d in documents)
         size += manifest.config.size + sum(layer.size for layer in manifest.layers)
@@ -290,6 +295,27 @@ class ImageCache:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error to raise for a failed set of layer pulls.
+
+    Callers get one of our errors, not a group: when one layer fails the nursery
+    cancels the others, so there is usually a single cause; when several failed at
+    once the first stands for all. A group holding Cancelled is an outer cancel and
+    stays a group, so trio can route it.
+    """
+    leaves = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending[:0] = error.exceptions
+        else:
+            leaves.append(error)
+    if any(isinstance(error, trio.Cancelled) for error in leaves):
+        return group
+    return leaves[0]
 
 
 class _Tally:

@@ -19,6 +19,7 @@ from gstacks_agent.images import media_types
 from gstacks_agent.images.digests import Digest
 from gstacks_agent.images.errors import (
     BlobUnknown,
+    DigestMismatch,
     ManifestUnknown,
     NoMatchingPlatform,
     RegistryUnavailable,
@@ -176,6 +177,28 @@ async def test_index_digest_resolves_to_the_host_platform(
         riscv = ImageCache(tmp_path / "riscv", platform=Platform("linux", "riscv64"))
         with pytest.raises(NoMatchingPlatform):
             await riscv.ensure(client, "test/busybox", index_digest)
+
+
+async def test_corrupted_blob_on_the_registry_is_refused(pushed, registry, tmp_path):
+    client, _, digest = pushed
+    cache = ImageCache(tmp_path / "state", platform=AMD64)
+    # Flip bytes in the registry's own copy of the layer.
+    [layer_data] = [
+        path
+        for path in (tmp_path / "registry-data").rglob("data")
+        if path.stat().st_size > 1_000_000
+    ]
+    corrupted = bytearray(layer_data.read_bytes())
+    corrupted[5000:5010] = b"0123456789"
+    layer_data.write_bytes(bytes(corrupted))
+
+    with pytest.raises(DigestMismatch):
+        await cache.ensure(client, "test/busybox", digest)
+
+    assert not cache.has(digest)
+    assert list(cache.layers_dir.iterdir()) == []
+    blobs = cache.store.root / "blobs" / "sha256"
+    assert not [p for p in blobs.iterdir() if p.name.startswith(".tmp")]
 
 
 async def test_tag_resolves_to_the_pushed_digest(pushed):

@@ -413,3 +413,23 @@ def test_existing_dest_is_refused(tmp_path):
     (tmp_path / "l1").mkdir()
     with pytest.raises(ValueError, match="must not exist"):
         unpack_layer(blob, media_types.OCI_LAYER_TAR, tmp_path / "l1")
+
+
+def test_built_layer_unpacks_to_what_went_in(tmp_path):
+    from gstacks_agent.images.layer_builder import LayerEntry, write_layer
+
+    entries = [
+        LayerEntry.directory("bin"),
+        LayerEntry("bin/tool", "file", 0o755, uid=5, gid=6, data=b"tool"),
+        LayerEntry.symlink("bin/sh", "tool"),
+        LayerEntry.hardlink("bin/tool-again", "bin/tool"),
+    ]
+    with open(tmp_path / "layer.tar.gz", "wb") as out:
+        layer = write_layer(entries, out, mtime=MTIME)
+
+    unpack_layer(tmp_path / "layer.tar.gz", layer.media_type, tmp_path / "l1")
+
+    tool = (tmp_path / "l1/bin/tool").stat()
+    assert (tool.st_uid, tool.st_gid, tool.st_nlink) == (5, 6, 2)
+    assert (tmp_path / "l1/bin/tool-again").read_bytes() == b"tool"
+    assert os.readlink(tmp_path / "l1/bin/sh") == "tool"
