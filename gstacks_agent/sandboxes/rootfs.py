@@ -102,15 +102,18 @@ def unmount(target: Path) -> bool:
 
 def is_mounted(target: Path) -> bool:
     """Whether `target` is a mount point in this process's mount namespace."""
-    wanted = os.path.realpath(target)
+    return os.path.realpath(target) in mount_points()
+
+
+def mount_points() -> list[str]:
+    """Every mount point of this process's mount namespace, in mount order."""
+    points = []
     with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
         for line in mountinfo:
             # proc(5): field 5 is the mount point, with space, tab, newline
             # and backslash written as octal escapes.
-            mount_point = _unescape(line.split(" ", 5)[4])
-            if mount_point == wanted:
-                return True
-    return False
+            points.append(_unescape(line.split(" ", 5)[4]))
+    return points
 
 
 def read_text_in_rootfs(rootfs: Path, relative: str, max_bytes: int) -> str | None:

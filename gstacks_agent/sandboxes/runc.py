@@ -54,9 +54,9 @@ class Runc:
         return (self.root / container_id / "state.json").exists()
 
     async def run_detached(
-        self, container_id: str, bundle: Path, pid_file: Path, log_path: Path
+        self, container_id: str, bundle: Path, pid_file: Path, stdout_path: Path
     ) -> None:
-        """Create and start a container whose stdio goes to `log_path`.
+        """Create and start a container whose stdout and stderr go to `stdout_path`.
 
         With --detach the container's process inherits runc's stdio; stdin is
         /dev/null and stdout and stderr append to the log. runc's own error
@@ -67,7 +67,7 @@ class Runc:
             "run", "--detach", "--bundle", str(bundle), "--pid-file", str(pid_file)
         )
         args.append(container_id)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        log_fd = os.open(stdout_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             offset = os.lseek(log_fd, 0, os.SEEK_END)
             with trio.fail_after(CALL_TIMEOUT_S):
@@ -88,7 +88,7 @@ class Runc:
         if result.returncode != 0:
             raise RuntimeFailed(
                 f"runc run {container_id} exited with status {result.returncode}: "
-                f"{_tail_of_file(log_path, offset)}",
+                f"{_tail_of_file(stdout_path, offset)}",
                 resource_id=container_id,
             )
         log.info("runc started container %s", container_id)

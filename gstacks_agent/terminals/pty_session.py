@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import logging
+import math
 import os
 import shutil
 import signal
@@ -67,12 +69,7 @@ class PtySession:
         if not argv:
             raise ValueError("argv must name a program")
         _check_size(cols, rows)
-        setsid = shutil.which("setsid")
-        if setsid is None:
-            raise MissingCapability(
-                "setsid is not installed; install it with: apt-get install util-linux"
-            )
-
+        setsid = _setsid_path()
         master, slave = os.openpty()
         try:
             _set_size(master, cols, rows)
@@ -159,17 +156,20 @@ class PtySession:
         """End the process and release the PTY; returns its exit code.
 
         SIGHUP first, as a terminal hang-up would, then SIGTERM, then SIGKILL,
-        each after up to half of `grace_s`; the process is always reaped.
+        each after up to half of `grace_s`, sent to the session leader's process
+        group; the leader is always reaped.
         """
         with trio.CancelScope(shield=True):
-            for sig in (signal.SIGHUP, signal.SIGTERM):
+            for sig, wait_s in (
+                (signal.SIGHUP, grace_s / 2),
+                (signal.SIGTERM, grace_s / 2),
+                (signal.SIGKILL, None),
+            ):
                 if self._process.returncode is not None:
                     break
-                self._process.send_signal(sig)
-                with trio.move_on_after(grace_s / 2):
+                self._signal_group(sig)
+                with trio.move_on_after(wait_s if wait_s is not None else math.inf):
                     await self._process.wait()
-            if self._process.returncode is None:
-                self._process.kill()
             code = await self.wait()
             if not self._closed:
                 self._closed = True
@@ -178,11 +178,34 @@ class PtySession:
         log.info("terminal %s: closed, exit code %d", self.name, code)
         return code
 
+    def _signal_group(self, sig: signal.Signals) -> None:
+        # The leader itself first: right after spawn it may not have called
+        # setsid yet, and then no group of its pid exists. The group takes its
+        # children along, which would otherwise linger if they ignore the
+        # signal the leader died of. The leader is not reaped yet, so its pid
+        # cannot name anyone else's group.
+        self._process.send_signal(sig)
+        try:
+            os.killpg(self._process.pid, sig)
+        except ProcessLookupError:
+            pass
+
     def _check_open(self) -> None:
         if self._closed:
             raise TerminalClosed(
                 f"terminal {self.name} is closed", resource_id=self.name
             )
+
+
+@functools.cache
+def _setsid_path() -> str:
+    # Looked up once per process, like every external binary of the agent.
+    found = shutil.which("setsid")
+    if found is None:
+        raise MissingCapability(
+            "setsid is not installed; install it with: apt-get install util-linux"
+        )
+    return found
 
 
 def _check_size(cols: int, rows: int) -> None:

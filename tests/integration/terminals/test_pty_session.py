@@ -108,6 +108,29 @@ async def test_close_kills_a_process_that_ignores_hangup_and_term(sessions):
         assert await session.close(grace_s=0.4) == 128 + 9
 
 
+def is_dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+async def test_close_also_ends_children_that_ignore_hangup(sessions):
+    session = await sessions(
+        ["/bin/sh", "-c", "trap '' HUP TERM; sleep 1000 & echo child=$!; wait"]
+    )
+    output = await read_until(session, b"child=")
+    while not output.endswith(b"\n"):
+        output += await read_until(session, b"\n")
+    child = int(output.split(b"child=")[1].split()[0])
+    assert not is_dead(child)
+    await session.close(grace_s=0.4)
+    with trio.fail_after(5):
+        while not is_dead(child):
+            await trio.sleep(0.05)
+
+
 async def test_reading_a_closed_session_is_refused(sessions):
     session = await sessions(["/bin/sh", "-c", "true"])
     await session.close(grace_s=1.0)
