@@ -126,6 +126,12 @@ def check_sandbox_id(sandbox_id: str) -> str:
     return sandbox_id
 
 
+def default_hostname(sandbox_id: str) -> str:
+    """The hostname of a sandbox created without one: its id as a DNS label."""
+    # RFC 1123 labels allow neither "_" nor a trailing "-"; ids may hold both.
+    return sandbox_id.replace("_", "-").rstrip("-")
+
+
 class _Sandbox:
     """The manager's live record of one sandbox."""
 
@@ -216,7 +222,7 @@ class SandboxManager:
         """
         check_sandbox_id(sandbox_id)
         nursery = self._require_serving()
-        hostname = runtime_spec.check_hostname(hostname or sandbox_id.rstrip("-"))
+        hostname = runtime_spec.check_hostname(hostname or default_hostname(sandbox_id))
         # Refuse a bad command or environment before mounting anything.
         run_config = image.config.get("config") or {}
         runtime_spec.process_args(run_config, command)

@@ -64,10 +64,10 @@ async def test_hostname_is_the_sandboxs(manager, runc, image):
 
 
 async def test_hostname_defaults_to_the_sandbox_id(manager, runc, image):
-    info = await manager.create("default-name", image)
-    assert info.hostname == "default-name"
-    output, _ = await run_in_sandbox(runc, "default-name", ["hostname"])
-    assert output.strip() == "default-name"
+    info = await manager.create("sbx_default", image)
+    assert info.hostname == "sbx-default"
+    output, _ = await run_in_sandbox(runc, "sbx_default", ["hostname"])
+    assert output.strip() == "sbx-default"
 
 
 async def test_rootfs_stacks_layers_and_honours_whiteouts(manager, runc, image):

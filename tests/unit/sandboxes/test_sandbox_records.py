@@ -7,16 +7,23 @@ from dataclasses import asdict
 import pytest
 
 from gstacks_agent.errors import InvalidArgument
-from gstacks_agent.sandboxes.manager import SandboxInfo, check_sandbox_id
+from gstacks_agent.sandboxes.manager import (
+    SandboxInfo,
+    check_sandbox_id,
+    default_hostname,
+)
+from gstacks_agent.sandboxes.runtime_spec import check_hostname
 
 
-@pytest.mark.parametrize("sandbox_id", ["a", "0", "web-1", "a" * 63, "x-"])
+@pytest.mark.parametrize(
+    "sandbox_id", ["a", "0", "web-1", "a" * 63, "x-", "sbx_3f09c2a1d4e5b677"]
+)
 def test_valid_sandbox_ids_are_accepted(sandbox_id):
     assert check_sandbox_id(sandbox_id) == sandbox_id
 
 
 @pytest.mark.parametrize(
-    "sandbox_id", ["", "-a", "Web", "a_b", "a.b", "a" * 64, "../etc", "a/b"]
+    "sandbox_id", ["", "-a", "_a", "Web", "a.b", "a" * 64, "../etc", "a/b"]
 )
 def test_invalid_sandbox_ids_are_refused(sandbox_id):
     with pytest.raises(InvalidArgument, match="sandbox id must match"):
@@ -33,3 +40,11 @@ def test_record_with_unknown_state_is_refused():
     data["state"] = "paused"
     with pytest.raises(ValueError, match="unknown sandbox state"):
         SandboxInfo.from_json(data)
+
+
+@pytest.mark.parametrize(
+    "sandbox_id, hostname",
+    [("web-1", "web-1"), ("sbx_3f09c2a1d4e5b677", "sbx-3f09c2a1d4e5b677"), ("x-", "x")],
+)
+def test_default_hostname_is_the_id_made_a_dns_label(sandbox_id, hostname):
+    assert check_hostname(default_hostname(sandbox_id)) == hostname
