@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from urllib.parse import urlencode
 
 import trio
@@ -34,6 +35,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Send
 
 from .authorization import Action, RegistryAuthorizer
 from .errors import (
@@ -273,7 +275,7 @@ class _RegistryApi:
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers)
         chunks = self.storage.read_blob(digest, offset=first, length=length)
-        return StreamingResponse(chunks, status_code=status, headers=headers)
+        return _ClosingStreamingResponse(chunks, status_code=status, headers=headers)
 
     async def delete_blob(
         self, request: Request, repository: str, argument: str
@@ -298,9 +300,8 @@ class _RegistryApi:
             digest = Digest.parse(query["digest"])
             status = await self.storage.start_upload(repository)
             try:
-                await self.storage.append_upload(
-                    repository, status.upload_id, request.stream()
-                )
+                async with aclosing(request.stream()) as body:
+                    await self.storage.append_upload(repository, status.upload_id, body)
                 await self.storage.commit_upload(repository, status.upload_id, digest)
             except BaseException:
                 await self._discard_upload(repository, status.upload_id)
@@ -352,9 +353,10 @@ class _RegistryApi:
         if content_range is not None:
             first, last = parse_content_range(content_range)
             start, length = first, last - first + 1
-        return await self.storage.append_upload(
-            repository, upload_id, request.stream(), start=start, length=length
-        )
+        async with aclosing(request.stream()) as body:
+            return await self.storage.append_upload(
+                repository, upload_id, body, start=start, length=length
+            )
 
     async def _mount(
         self, request: Request, repository: str, digest: Digest, source: str | None
@@ -415,10 +417,11 @@ async def _read_manifest_body(request: Request) -> bytes:
         raise too_large
 
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_MANIFEST_BYTES:
-            raise too_large
+    async with aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > MAX_MANIFEST_BYTES:
+                raise too_large
     return bytes(body)
 
 
@@ -445,6 +448,24 @@ def _paginate(
         return page, {}
     following = urlencode({"n": count, "last": page[-1]})
     return page, {"Link": f'<{_url(request, path)}?{following}>; rel="next"'}
+
+
+class _ClosingStreamingResponse(StreamingResponse):
+    """A StreamingResponse that closes its body iterator however sending ends.
+
+    Starlette abandons the iterator when the client goes away mid-blob; closing
+    it here releases the blob's open file at once instead of at garbage
+    collection, which may come after the event loop is gone.
+    """
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with trio.CancelScope(shield=True):
+                    await aclose()
 
 
 def _url(request: Request, path: str) -> str:
