@@ -243,14 +243,13 @@ class SandboxManager:
             if bundle.exists() or self._runc.exists(sandbox_id):
                 log.warning("sandbox %s: removing leftovers of an old one", sandbox_id)
                 await self._teardown(sandbox_id)
-            bundle.mkdir(parents=True)
             info = SandboxInfo(sandbox_id, "creating", image.digest, hostname=hostname)
             record = _Sandbox(info, bundle)
             self._sandboxes[sandbox_id] = record
-            _write_json_atomic(bundle / "sandbox.json", asdict(info))
             log.info("sandbox %s: creating from image %s", sandbox_id, image.digest)
-
             try:
+                bundle.mkdir(parents=True)
+                _write_json_atomic(bundle / "sandbox.json", asdict(info))
                 pid = await self._start(record, image, command, env)
             except BaseException:
                 log.warning("sandbox %s: create failed; cleaning up", sandbox_id)
@@ -339,6 +338,7 @@ class SandboxManager:
         )
         _write_json_atomic(bundle / "config.json", spec)
 
+        # Not done yet: the log grows without bound; nothing rotates or caps it.
         pid_file = bundle / "pid"
         await self._runc.run_detached(sandbox_id, bundle, pid_file, bundle / "log")
         return int(pid_file.read_text().strip())
@@ -408,12 +408,19 @@ class SandboxManager:
             return
 
         if state is None:
+            new_state = "stopped"
             message = "runc has no state for it; was the host restarted?"
+        elif state.get("status") == "created":
+            # We only ever use `runc run`; a container never started means a
+            # run that died half-way.
+            new_state = "failed"
+            message = "runc created the container but never started it"
         else:
+            new_state = "stopped"
             message = "exited while the agent was not running"
-        self._transition(record, "stopped", exit_code=None, message=message)
+        self._transition(record, new_state, exit_code=None, message=message)
         record.exited.set()
-        log.warning("sandbox %s: recovered as stopped: %s", sandbox_id, message)
+        log.warning("sandbox %s: recovered as %s: %s", sandbox_id, new_state, message)
         self._notify(record)
 
     async def _watch(self, record: _Sandbox, pid: int, pidfd: int | None) -> None:
