@@ -21,6 +21,10 @@ the request into storage, never read whole, except manifests, capped at 4 MiB.
 
 Every URL in a Location or Link header is a path built on the request's
 `root_path`, so the app works mounted at `/registry` as well as at the root.
+
+Not done yet: the OCI 1.1 referrers endpoint (`/v2/<name>/referrers/<digest>`)
+answers 404 UNSUPPORTED and a manifest's `subject` field is stored but not
+indexed, so clients fall back to the referrers tag schema.
 """
 
 from __future__ import annotations
@@ -236,7 +240,11 @@ class _RegistryApi:
     async def delete_manifest(
         self, request: Request, repository: str, reference: str
     ) -> Response:
-        """DELETE by digest removes the manifest and its tags; by tag, the tag."""
+        """DELETE by digest removes the manifest and its tags; by tag, the tag.
+
+        Not done yet: the manifest's bytes stay under blobs/ until a garbage
+        collector exists; only the repository's link and tags go.
+        """
         if is_digest_reference(reference):
             await self.storage.delete_manifest(repository, Digest.parse(reference))
         else:

@@ -344,8 +344,9 @@ class FilesystemStorage:
         start: int | None = None,
         length: int | None = None,
     ) -> UploadStatus:
-        status = await self.upload_status(repository, upload_id)
+        # Claim first, then read the offset, so no other writer can move it.
         with self._claim(upload_id):
+            status = await self.upload_status(repository, upload_id)
             if start is not None and start != status.offset:
                 raise UploadOutOfOrder(
                     f"chunk starts at {start} but upload {upload_id} has "
@@ -376,8 +377,8 @@ class FilesystemStorage:
     async def commit_upload(
         self, repository: str, upload_id: str, digest: Digest
     ) -> int:
-        status = await self.upload_status(repository, upload_id)
         with self._claim(upload_id):
+            status = await self.upload_status(repository, upload_id)
             running = await self._running_hash(upload_id, status.offset)
             actual = Digest(hex=running.hasher.hexdigest())
             if actual != digest:
@@ -404,8 +405,8 @@ class FilesystemStorage:
         return status.offset
 
     async def cancel_upload(self, repository: str, upload_id: str) -> None:
-        await self.upload_status(repository, upload_id)
         with self._claim(upload_id):
+            await self.upload_status(repository, upload_id)
             await self._remove_upload(upload_id)
         log.debug("upload %s for %s cancelled", upload_id, repository)
 
@@ -477,6 +478,9 @@ class FilesystemStorage:
 
         Chunks from the network are small and uneven, so they are gathered into
         `chunk_size` pieces and each piece is written and hashed in one thread hop.
+        If the stream fails (the client hangs up), the piece still being gathered
+        is dropped: the file keeps whole pieces only, and the session's offset
+        tells the client where to resume.
         """
 
         def write(buffer: bytearray) -> None:

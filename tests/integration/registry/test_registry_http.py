@@ -1,5 +1,6 @@
 import hashlib
 import json
+import logging
 import os
 
 import h11
@@ -406,6 +407,47 @@ async def test_client_leaving_mid_blob_releases_the_open_file(storage, serve_reg
                     await trio.sleep(0.01)
             while blob_is_open(blob_path):
                 await trio.sleep(0.01)
+
+
+async def test_client_leaving_mid_chunk_leaves_a_resumable_upload(
+    storage, serve_registry, caplog
+):
+    caplog.set_level(logging.DEBUG, logger="gstacks.cp.registry")
+    app = build_registry_app(storage, AllowAllAuthorizer())
+    payload = os.urandom(3 * MIB)
+
+    async with serve_registry(app) as base_url:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            started = await client.post("/v2/lab/tiny/blobs/uploads/")
+            location = started.headers["Location"]
+            upload_id = started.headers["Docker-Upload-UUID"]
+
+            # Declare the whole payload, send two thirds, hang up.
+            host, port = base_url.removeprefix("http://").split(":")
+            head = (
+                f"PATCH {location} HTTP/1.1\r\nHost: {host}\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n"
+            )
+            with trio.fail_after(5):
+                async with await trio.open_tcp_stream(host, int(port)) as stream:
+                    await stream.send_all(head.encode() + payload[: 2 * MIB])
+                while not any("disconnected" in r.getMessage() for r in caplog.records):
+                    await trio.sleep(0.01)
+
+            # Whole buffered pieces were kept; a piece cut short was dropped.
+            kept = (await storage.upload_status("lab/tiny", upload_id)).offset
+            assert kept <= 2 * MIB
+            done = await client.put(
+                location,
+                params={"digest": digest_of(payload)},
+                content=payload[kept:],
+                headers={"Content-Range": f"{kept}-{len(payload) - 1}"},
+            )
+            assert done.status_code == 201, done.text
+            fetched = await client.get(done.headers["Location"])
+
+    assert fetched.content == payload
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_blob_mount_links_from_the_source_or_falls_back_to_upload(client):
