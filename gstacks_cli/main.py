@@ -10,6 +10,7 @@ and a usage error one line and exit status 2.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import sys
 import time
@@ -423,6 +424,11 @@ def sandbox_shell(
     the sandbox. The CLI exits with the remote exit code.
     """
     invocation = ctx.find_object(Invocation)
+    try:
+        stdin_fd = sys.stdin.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation) as exc:
+        raise CliError("sandbox shell needs stdin to be a terminal or a pipe") from exc
+
     cols, rows = terminal.local_window_size()
     body: dict[str, Any] = {"cols": cols, "rows": rows}
     if command:
@@ -430,9 +436,7 @@ def sandbox_shell(
     session = invocation.client.post(
         api_path("sandboxes", sandbox_id, "terminal-sessions"), body
     )
-    ctx.exit(
-        _attach(invocation, sandbox_id, session["id"], stdin_fd=sys.stdin.fileno())
-    )
+    ctx.exit(_attach(invocation, sandbox_id, session["id"], stdin_fd=stdin_fd))
 
 
 def _attach(
@@ -444,7 +448,7 @@ def _attach(
             terminal.attach,
             url,
             invocation.config.api_key,
-            output=click.get_binary_stream("stdout"),
+            output=sys.stdout.buffer,
             stdin_fd=stdin_fd,
         )
     )

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import termios
 import tty
 from collections.abc import Callable, Iterator
@@ -40,13 +41,13 @@ import trio
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
-    HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
+    wrap_client_stream,
 )
 
 from gstacks_cli.api_client import error_from_body
 from gstacks_cli.errors import (
+    CliError,
     ControlPlaneUnreachable,
     TerminalBusy,
     TerminalStreamError,
@@ -154,44 +155,122 @@ async def attach(
     With `stdin_fd` this is an interactive session (see the module essay);
     without it, exec mode. Output bytes go to `output` as they arrive.
     """
-    headers = [(b"authorization", f"Bearer {api_key}".encode())]
+    parts = urlsplit(url)
+    stream = await _open_stream(url)
     try:
-        async with open_websocket_url(
-            url,
-            extra_headers=headers,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            disconnect_timeout=DISCONNECT_TIMEOUT_S,
-        ) as ws:
-            with _raw_mode(stdin_fd):
-                return await _run_session(ws, url, output, stdin_fd, window_size)
-    except ConnectionRejected as exc:
-        raise error_from_body(
-            exc.status_code, exc.body or b"", request=f"GET {urlsplit(url).path}"
-        ) from exc
-    except HandshakeError as exc:
-        cause = exc.__cause__ or exc
+        return await _run_session(
+            stream,
+            host_header=parts.netloc,
+            resource=parts.path or "/",
+            api_key=api_key,
+            url=url,
+            output=output,
+            stdin_fd=stdin_fd,
+            window_size=window_size,
+        )
+    finally:
+        # trio-websocket 0.12 never closes a client's TCP stream when the server
+        # closes first (it waits for the server's TCP close, then stops reading),
+        # so the stream is ours to close.
+        await stream.aclose()
+
+
+async def _open_stream(url: str) -> trio.abc.Stream:
+    parts = urlsplit(url)
+    tls = parts.scheme == "wss"
+    port = parts.port or (443 if tls else 80)
+    try:
+        with trio.fail_after(CONNECT_TIMEOUT_S):
+            if tls:
+                return await trio.open_ssl_over_tcp_stream(
+                    parts.hostname,
+                    port,
+                    ssl_context=ssl.create_default_context(),
+                    https_compatible=True,
+                )
+            return await trio.open_tcp_stream(parts.hostname, port)
+    except trio.TooSlowError as exc:
         raise ControlPlaneUnreachable(
             f"cannot reach the control plane at {url}: "
-            f"{str(cause) or type(cause).__name__}"
+            f"no connection within {CONNECT_TIMEOUT_S:g} s"
+        ) from exc
+    except OSError as exc:
+        raise ControlPlaneUnreachable(
+            f"cannot reach the control plane at {url}: {exc}"
         ) from exc
 
 
 async def _run_session(
-    ws: WebSocketConnection,
+    stream: trio.abc.Stream,
+    *,
+    host_header: str,
+    resource: str,
+    api_key: str,
     url: str,
     output: BinaryIO,
     stdin_fd: int | None,
     window_size: WindowSize,
 ) -> int:
-    async with trio.open_nursery() as nursery:
-        if stdin_fd is not None:
-            nursery.start_soon(_send_window_sizes, ws, window_size)
-            nursery.start_soon(_send_stdin, ws, stdin_fd)
-        exit_code = await _receive_until_exit(ws, url, output)
-        nursery.cancel_scope.cancel()
+    headers = [(b"authorization", f"Bearer {api_key}".encode())]
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(CONNECT_TIMEOUT_S):
+                ws = await wrap_client_stream(
+                    nursery, stream, host_header, resource, extra_headers=headers
+                )
+            try:
+                with _raw_mode(stdin_fd):
+                    if stdin_fd is not None:
+                        # The senders stop quietly when the stream closes, so the
+                        # receiver alone tells how the session ended.
+                        nursery.start_soon(_send_window_sizes, ws, window_size)
+                        nursery.start_soon(_send_stdin, ws, stdin_fd)
+                    exit_code = await _receive_until_exit(ws, url, output)
+            finally:
+                with trio.move_on_after(DISCONNECT_TIMEOUT_S) as cleanup:
+                    cleanup.shield = True
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _translate_group(group, url) from None
 
     # A command killed without a status (the server sends null) still failed.
     return 1 if exit_code is None else exit_code
+
+
+def _translate_group(group: BaseExceptionGroup, url: str) -> BaseException:
+    """The one exception to raise for what the session's nursery raised.
+
+    The nursery wraps everything in a group: our own errors from its body, and
+    a refused handshake from trio-websocket's reader task.
+    """
+    leaves = _leaves(group)
+    for kind in (KeyboardInterrupt, CliError, ConnectionRejected, trio.TooSlowError):
+        found = next((exc for exc in leaves if isinstance(exc, kind)), None)
+        if found is None:
+            continue
+        if isinstance(found, ConnectionRejected):
+            request = f"GET {urlsplit(url).path}"
+            return error_from_body(
+                found.status_code, found.body or b"", request=request
+            )
+        if isinstance(found, trio.TooSlowError):
+            return ControlPlaneUnreachable(
+                f"the WebSocket handshake with {url} did not finish "
+                f"within {CONNECT_TIMEOUT_S:g} s"
+            )
+        return found
+    return group
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves += _leaves(exc)
+        else:
+            leaves.append(exc)
+    return leaves
 
 
 async def _receive_until_exit(
