@@ -50,6 +50,8 @@ class ControlPlaneConfig:
     state_dir: Path
     bind_host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    # One line per HTTP request (hypercorn's access log format), when set.
+    access_log: Path | None = None
 
 
 class ControlPlane:
@@ -200,7 +202,7 @@ async def serve_control_plane(
     """Serve the control plane until cancelled; report `host:port` once listening."""
     config = HypercornConfig()
     config.bind = [f"{cp.config.bind_host}:{cp.config.port}"]
-    config.accesslog = None
+    config.accesslog = str(cp.config.access_log) if cp.config.access_log else None
     config.errorlog = logging.getLogger("gstacks.cp.http")
     # Blob uploads stream through; this only bounds how long an idle socket lingers.
     config.keep_alive_timeout = 75

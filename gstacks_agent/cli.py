@@ -108,11 +108,18 @@ async def _run_agent(config: AgentConfig, identity: HostIdentity) -> None:
     help="0 picks a free port.",
 )
 @click.option("--log-level", default="INFO", show_default=True)
-def standalone(state_dir: Path, bind_host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--access-log",
+    type=click.Path(path_type=Path),
+    help="Append one line per HTTP request to this file ('-' for stderr).",
+)
+def standalone(
+    state_dir: Path, bind_host: str, port: int, log_level: str, access_log: Path | None
+) -> None:
     setup_logging(log_level)
-    config = AgentConfig(state_dir=state_dir.resolve(), log_level=log_level)
+    config = _load(None, state_dir.resolve()).with_overrides(log_level=log_level)
     try:
-        trio.run(run_standalone, config, bind_host, port)
+        trio.run(run_standalone, config, bind_host, port, access_log)
     except AgentError as exc:
         raise click.ClickException(exc.message) from exc
     except OSError as exc:
@@ -123,6 +130,7 @@ async def run_standalone(
     config: AgentConfig,
     bind_host: str,
     port: int,
+    access_log: Path | None = None,
     *,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -135,7 +143,7 @@ async def run_standalone(
     from gstacks_agent.daemon import Agent
 
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cp = ControlPlane(ControlPlaneConfig(config.state_dir, bind_host, port))
+    cp = ControlPlane(ControlPlaneConfig(config.state_dir, bind_host, port, access_log))
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_sigterm, nursery.cancel_scope)

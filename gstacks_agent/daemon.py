@@ -131,6 +131,13 @@ class Agent:
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until cancelled. Ready once recovered sandboxes are under watch."""
+        swept = self.images.remove_temp_files()
+        if swept:
+            log.info(
+                "host %s: removed %d leftovers of interrupted pulls",
+                self.identity.host_id,
+                swept,
+            )
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.sandboxes.serve)

@@ -31,10 +31,26 @@ OCI_VERSION = "1.0.2"
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# The set `runc spec` generates. It is deliberately small: root inside the sandbox
-# cannot chown, setuid or bind raw sockets. Widen it here, in one place, if
-# sandboxes must run package managers that drop privileges.
-DEFAULT_CAPABILITIES = ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
+# The set container engines grant by default (Docker's and containerd's defaults):
+# enough for root in a sandbox to chown, drop privileges and install packages, as a
+# development environment needs, while CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SYS_MODULE
+# and the rest that reach the host's kernel stay out. No CAP_NET_RAW: sandboxes do
+# not need to forge packets on the mesh.
+DEFAULT_CAPABILITIES = (
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+)
 
 MASKED_PATHS = (
     "/proc/acpi",
