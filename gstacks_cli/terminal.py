@@ -9,7 +9,8 @@ header as every API call. The frames are few:
   JSON `{"type": "resize", "cols": N, "rows": N}`;
 - server to client: binary frames are the PTY's output; one final text frame
   `{"type": "exit", "exit_code": N}`, then the server closes with 1000. A close
-  with 4409 means another client is already attached.
+  with 4409 means another client is already attached; other 4xxx closes are
+  refusals whose reason is a readable sentence.
 
 The frame codec below is plain functions (no sockets), so it is tested alone;
 `attach` is the thin I/O layer around it, in two modes:
@@ -295,13 +296,19 @@ async def _receive_until_exit(
 
 def _closed_early(exc: ConnectionClosed, url: str) -> TerminalStreamError:
     reason = exc.reason
-    if reason is not None and reason.code == CLOSE_ALREADY_ATTACHED:
+    code = reason.code if reason is not None else None
+    sentence = reason.reason if reason is not None else None
+    if code == CLOSE_ALREADY_ATTACHED:
         return TerminalBusy(
-            f"another client is already attached to the terminal session at {url}"
+            f"cannot attach to the terminal session at {url}: "
+            f"{sentence or 'another client is already attached'}"
         )
-    detail = f"close code {reason.code}" if reason is not None else "no close code"
-    if reason is not None and reason.reason:
-        detail += f": {reason.reason}"
+    # The server's refusals (4401, 4404, 4503, ...) carry a sentence as reason.
+    if code is not None and 4000 <= code <= 4999 and sentence:
+        return TerminalStreamError(f"{sentence} (terminal stream {url})")
+    detail = "no close code" if code is None else f"close code {code}"
+    if sentence:
+        detail += f": {sentence}"
     return TerminalStreamError(
         f"the terminal stream at {url} closed without an exit status ({detail})"
     )

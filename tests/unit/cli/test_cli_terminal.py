@@ -185,8 +185,20 @@ async def test_close_4409_means_another_client_is_attached():
         await ws.aclose(4409, "already attached")
 
     async with stream_server(handler) as url:
-        with pytest.raises(TerminalBusy, match="another client is already attached"):
+        with pytest.raises(TerminalBusy, match="already attached$"):
             await attach(url, KEY, output=io.BytesIO())
+
+
+async def test_refusal_close_code_shows_the_servers_sentence():
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        await ws.aclose(4503, "the sandbox's host is not connected")
+
+    async with stream_server(handler) as url:
+        with pytest.raises(TerminalStreamError) as raised:
+            await attach(url, KEY, output=io.BytesIO())
+
+    assert raised.value.message.startswith("the sandbox's host is not connected (")
 
 
 async def test_close_without_exit_frame_is_a_stream_error():
