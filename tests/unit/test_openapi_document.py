@@ -138,7 +138,7 @@ def test_request_bodies_are_closed_and_name_required_fields(document):
     ("schema_name", "required"),
     [
         ("BlueprintCreate", ["name", "image"]),
-        ("RegistryCredentialCreate", ["repository", "action"]),
+        ("RegistryCredentialCreate", ["repository"]),
     ],
 )
 def test_request_bodies_require_the_contract_fields(document, schema_name, required):
