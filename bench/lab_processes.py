@@ -1,7 +1,8 @@
 """The processes of a throwaway lab that a benchmark starts, drives and stops.
 
 How it works: `StandaloneLab` starts `gstacks-agent standalone` on a free loopback
-port with a state dir of the caller's choosing, in a session of its own so that a
+port with a state dir and a runc root of its own under the caller's work dir, and
+none of the caller's `GSTACKS_*` settings, in a session of its own so that a
 Ctrl-C at the terminal reaches the benchmark, not the lab: the benchmark must stay
 able to delete its sandboxes through the API before the lab stops. The lab is ready
 once its log says "lab ready" and the admin API key file exists. It is driven
@@ -41,8 +42,6 @@ from gstacks_agent.sandboxes import rootfs
 log = logging.getLogger("gstacks.bench.lab")
 
 AGENT_BINARY = Path(sys.executable).parent / "gstacks-agent"
-# `gstacks-agent standalone` has no runc root setting; it uses the agent's default.
-STANDALONE_RUNC_ROOT = Path("/run/gstacks/runc")
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 20.0
 WAIT_ROUTE_TIMEOUT_S = 60
@@ -58,6 +57,13 @@ def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def agent_environment(runc_root: Path) -> dict[str, str]:
+    """Our environment without `GSTACKS_*` settings, and with runc kept in `runc_root`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GSTACKS_")}
+    env["GSTACKS_RUNC_ROOT"] = str(runc_root)
+    return env
 
 
 def stop_process(process: subprocess.Popen, what: str) -> None:
@@ -79,6 +85,7 @@ class StandaloneLab:
 
     def __init__(self, work_dir: Path) -> None:
         self.state_dir = work_dir / "state"
+        self.runc_root = work_dir / "runc"
         self.log_path = work_dir / "standalone.log"
         self.port = free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -114,6 +121,7 @@ class StandaloneLab:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                env=agent_environment(self.runc_root),
                 start_new_session=True,
             )
 
@@ -203,8 +211,28 @@ class StandaloneLab:
         if self.process is not None:
             stop_process(self.process, "standalone lab")
         for sandbox_id in sorted(self._live_sandboxes):
-            _remove_sandbox_leftovers(self.state_dir, sandbox_id)
+            self._remove_leftovers(sandbox_id)
         self._live_sandboxes.clear()
+
+    def _remove_leftovers(self, sandbox_id: str) -> None:
+        """Remove a sandbox's container and rootfs by hand, once the lab stopped."""
+        if (self.runc_root / sandbox_id / "state.json").exists():
+            log.warning("sandbox %s: removing its container with runc", sandbox_id)
+            subprocess.run(
+                [
+                    "runc",
+                    "--root",
+                    str(self.runc_root),
+                    "delete",
+                    "--force",
+                    sandbox_id,
+                ],
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        rootfs_dir = self.state_dir / "sandboxes" / sandbox_id / "rootfs"
+        if rootfs.unmount(rootfs_dir):
+            log.warning("sandbox %s: unmounted its rootfs by hand", sandbox_id)
 
 
 class EnrolledAgent:
@@ -250,8 +278,6 @@ class EnrolledAgent:
             HostIdentity(self.host_id, self.lab.url, credential),
         )
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GSTACKS_")}
-        env["GSTACKS_RUNC_ROOT"] = str(self.runc_root)
         argv = [str(AGENT_BINARY), "run", "--state-dir", str(self.state_dir)]
         log.info("host %s: starting %s", self.host_id, " ".join(argv))
         with open(self.log_path, "wb") as log_file:
@@ -260,7 +286,7 @@ class EnrolledAgent:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=agent_environment(self.runc_root),
                 start_new_session=True,
             )
 
@@ -286,21 +312,6 @@ class EnrolledAgent:
         """Stop the agent process; its state dir is the caller's to remove."""
         if self.process is not None:
             stop_process(self.process, f"agent of host {self.host_id}")
-
-
-def _remove_sandbox_leftovers(state_dir: Path, sandbox_id: str) -> None:
-    """Remove a sandbox's container and rootfs mount by hand, after its agent stopped."""
-    if (STANDALONE_RUNC_ROOT / sandbox_id / "state.json").exists():
-        log.warning("sandbox %s: removing its container with runc", sandbox_id)
-        root = str(STANDALONE_RUNC_ROOT)
-        subprocess.run(
-            ["runc", "--root", root, "delete", "--force", sandbox_id],
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    rootfs_dir = state_dir / "sandboxes" / sandbox_id / "rootfs"
-    if rootfs.unmount(rootfs_dir):
-        log.warning("sandbox %s: unmounted its rootfs by hand", sandbox_id)
 
 
 def _tail(path: Path, max_bytes: int = 2000) -> str:
