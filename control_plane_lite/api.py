@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -66,7 +67,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
     error = ApiError(str(exc.detail))
     error.status, error.code = exc.status_code, code
-    return error_response(error)
+    response = error_response(error)
+    # 405 must name the allowed methods (RFC 9110 section 15.5.6).
+    response.headers.update(exc.headers or {})
+    return response
 
 
 def bearer_secret(headers: Any) -> str | None:
@@ -218,6 +222,7 @@ def build_app(cp: ControlPlane) -> Starlette:
         try:
             principal = user(websocket)
         except ApiError as exc:
+            await websocket.accept()
             await websocket.close(code=4401, reason=exc.message[:120])
             return
         params = websocket.path_params
@@ -285,6 +290,7 @@ def build_app(cp: ControlPlane) -> Starlette:
                 raise Unauthenticated("agents authenticate with their host credential")
             principal = cp.authenticator.authenticate_host(secret)
         except ApiError as exc:
+            await websocket.accept()
             await websocket.close(code=4401, reason=exc.message[:120])
             return
         await websocket.accept()
@@ -294,37 +300,70 @@ def build_app(cp: ControlPlane) -> Starlette:
     terminal = sandbox + "/terminal-sessions/{session_id}"
     blueprint = "/api/blueprints/{blueprint_id}"
     routes: list[BaseRoute] = [
-        Route("/api/auth/session", auth_session, methods=["GET"]),
-        Route("/api/hosts", list_hosts, methods=["GET"]),
-        Route("/api/hosts/{host_id}", get_host, methods=["GET"]),
-        Route("/api/sandboxes", list_sandboxes, methods=["GET"]),
-        Route("/api/sandboxes", create_sandbox, methods=["POST"]),
-        Route(sandbox, get_sandbox, methods=["GET"]),
-        Route(sandbox, delete_sandbox, methods=["DELETE"]),
-        Route(sandbox + "/wait", wait_sandbox, methods=["GET"]),
-        Route(sandbox + "/terminal-sessions", list_terminals, methods=["GET"]),
-        Route(sandbox + "/terminal-sessions", create_terminal, methods=["POST"]),
-        Route(terminal, get_terminal, methods=["GET"]),
-        Route(terminal, delete_terminal, methods=["DELETE"]),
+        resource("/api/auth/session", GET=auth_session),
+        resource("/api/hosts", PAGE_QUERY, GET=list_hosts),
+        resource("/api/hosts/{host_id}", GET=get_host),
+        resource("/api/sandboxes", PAGE_QUERY, GET=list_sandboxes, POST=create_sandbox),
+        resource(sandbox, GET=get_sandbox, DELETE=delete_sandbox),
+        resource(sandbox + "/wait", WAIT_QUERY, GET=wait_sandbox),
+        resource(
+            sandbox + "/terminal-sessions",
+            PAGE_QUERY,
+            GET=list_terminals,
+            POST=create_terminal,
+        ),
+        resource(terminal, GET=get_terminal, DELETE=delete_terminal),
         WebSocketRoute(terminal + "/stream", terminal_stream),
-        Route("/api/blueprints", list_blueprints, methods=["GET"]),
-        Route("/api/blueprints", create_blueprint, methods=["POST"]),
-        Route(blueprint, get_blueprint, methods=["GET"]),
-        Route(blueprint, delete_blueprint, methods=["DELETE"]),
-        Route(blueprint + "/activate", activate_blueprint, methods=["POST"]),
-        Route(blueprint + "/deactivate", deactivate_blueprint, methods=["POST"]),
-        Route("/api/registry", registry_info, methods=["GET"]),
-        Route("/api/registry/credentials", registry_credentials, methods=["POST"]),
+        resource(
+            "/api/blueprints", PAGE_QUERY, GET=list_blueprints, POST=create_blueprint
+        ),
+        resource(blueprint, GET=get_blueprint, DELETE=delete_blueprint),
+        resource(blueprint + "/activate", POST=activate_blueprint),
+        resource(blueprint + "/deactivate", POST=deactivate_blueprint),
+        resource("/api/registry", GET=registry_info),
+        resource("/api/registry/credentials", POST=registry_credentials),
         WebSocketRoute("/api/agents/connect", agent_connect),
         # The OCI API where the reference puts it, and at /v2/ where every docker-style
         # client looks for it.
         Mount("/registry", app=cp.registry_app),
-        Mount("", app=cp.registry_app),
+        Route("/v2/{path:path}", cp.registry_app),
     ]
     return Starlette(
         routes=routes,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
     )
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+PAGE_QUERY = frozenset({"limit", "cursor"})
+WAIT_QUERY = frozenset({"status", "timeout_s"})
+
+
+def resource(
+    path: str, query: frozenset[str] = frozenset(), **handlers: Handler
+) -> Route:
+    """One route per path, dispatching on the method.
+
+    A single route per path lets Starlette answer any other method with 405 and an
+    `Allow` header that lists every method the path has, not only one route's.
+    Query parameters other than `query` are refused, so a misspelt `limt=5` is an
+    error rather than silently ignored.
+    """
+
+    async def dispatch(request: Request) -> Response:
+        unknown = sorted(set(request.query_params) - query)
+        if unknown:
+            names = ", ".join(repr(name) for name in unknown)
+            raise InvalidRequest(
+                f"unknown query parameters: {names}", parameters=unknown
+            )
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    dispatch.__name__ = "_".join(h.__name__ for h in handlers.values())
+    return Route(path, dispatch, methods=list(handlers))
 
 
 def host_record(row: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from control_plane_lite.errors import InvalidRequest
+from control_plane_lite.errors import InvalidRequest, NotFound
 from control_plane_lite.image_refs import ImageReference
 from control_plane_lite.registry.errors import RegistryError
 from control_plane_lite.registry.manifest import inspect_manifest
@@ -57,7 +57,8 @@ class ArtifactCatalog:
     def require_internal(self, reference: ImageReference) -> None:
         """Refuse references to registries other than ours (no external pulls yet)."""
         if reference.registry not in (None, self.registry_host, self._loopback_alias()):
-            raise InvalidRequest(
+            # Not found *here*: the lite control plane pulls from no other registry.
+            raise NotFound(
                 f"image registry {reference.registry!r} is not this control plane's registry "
                 f"({self.registry_host}); push the image there first",
                 registry=reference.registry,
@@ -69,13 +70,13 @@ class ArtifactCatalog:
             if reference.startswith("sha256:"):
                 digest = Digest.parse(reference)
                 if not await self._storage.has_manifest(repository, digest):
-                    raise InvalidRequest(
+                    raise NotFound(
                         f"image {repository}@{reference} is not in the registry"
                     )
             else:
                 digest = await self._storage.resolve_tag(repository, reference)
         except RegistryError as exc:
-            raise InvalidRequest(
+            raise NotFound(
                 f"image {repository}:{reference} is not in the registry ({exc})",
                 repository=repository,
             ) from exc

@@ -73,11 +73,11 @@ class BlueprintService:
                 "blueprints", tenant_id=principal.tenant_id, name=id_or_name
             )
         if row is None:
-            raise InvalidRequest(
+            raise NotFound(
                 f"blueprint {id_or_name!r} does not exist", blueprint=id_or_name
             )
         if row["status"] != "active":
-            raise InvalidRequest(
+            raise Conflict(
                 f"blueprint {row['name']} ({row['id']}) is inactive; activate it first",
                 blueprint=id_or_name,
             )
@@ -111,9 +111,7 @@ class BlueprintService:
         connection_id = body.get("registry_connection_id")
         if connection_id is not None:
             # External registry connections arrive with the registry-connections API.
-            raise InvalidRequest(
-                f"registry connection {connection_id!r} does not exist"
-            )
+            raise NotFound(f"registry connection {connection_id!r} does not exist")
         if self._store.find_one("blueprints", tenant_id=principal.tenant_id, name=name):
             raise Conflict(f"a blueprint named {name!r} already exists", name=name)
 

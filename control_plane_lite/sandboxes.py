@@ -363,11 +363,10 @@ class SandboxService:
 
     def _choose_host(self, host_id: Any) -> str:
         if host_id is not None:
-            if (
-                not isinstance(host_id, str)
-                or self._store.get("hosts", host_id) is None
-            ):
-                raise InvalidRequest(f"host {host_id!r} does not exist")
+            if not isinstance(host_id, str):
+                raise InvalidRequest("host_id must be a string")
+            if self._store.get("hosts", host_id) is None:
+                raise NotFound(f"host {host_id!r} does not exist", host_id=host_id)
             if not self._hub.is_connected(host_id):
                 raise HostUnavailable(f"host {host_id} is not connected")
             return host_id

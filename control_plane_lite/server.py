@@ -18,6 +18,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from control_plane_lite import hypercorn_guard
 from control_plane_lite.agent_hub import AgentHub
 from control_plane_lite.api import build_app
 from control_plane_lite.artifacts import ArtifactCatalog
@@ -131,6 +132,9 @@ class ControlPlane:
             raise InvalidRequest("repository is required and must be a string")
         if not isinstance(action, str):
             raise InvalidRequest("action must be 'pull' or 'push'")
+        # JSON has one number type: 60.0 is as whole a number of seconds as 60.
+        if isinstance(ttl_s, float) and ttl_s.is_integer():
+            ttl_s = int(ttl_s)
         if not isinstance(ttl_s, int) or isinstance(ttl_s, bool):
             raise InvalidRequest("ttl_s must be an integer number of seconds")
         try:
@@ -200,6 +204,7 @@ async def serve_control_plane(
     cp: ControlPlane, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve the control plane until cancelled; report `host:port` once listening."""
+    hypercorn_guard.install()
     config = HypercornConfig()
     config.bind = [f"{cp.config.bind_host}:{cp.config.port}"]
     config.accesslog = str(cp.config.access_log) if cp.config.access_log else None

@@ -46,6 +46,7 @@ from gstacks_proto.rpc_peer import RemoteError
 log = logging.getLogger("gstacks.cp.terminals")
 
 WINDOW_BYTES = 256 * 1024
+CLIENT_CLOSE_GRACE_S = 5.0
 MAX_DIMENSION = 1000
 CREATE_FIELDS = frozenset({"command", "cols", "rows", "env"})
 DEFAULT_COMMAND = ["/bin/sh"]
@@ -62,6 +63,8 @@ def session_record(row: dict[str, Any]) -> dict[str, Any]:
 
 def _dimension(body: dict[str, Any], key: str, default: int) -> int:
     value = body.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if (
         not isinstance(value, int)
         or isinstance(value, bool)
@@ -188,6 +191,9 @@ class TerminalService:
         session_id: str,
     ) -> None:
         """Relay one attached client until the process exits or the client leaves."""
+        # Accept first: a close before the handshake completes reaches the client as a
+        # bare HTTP 403, without the close code that says why.
+        await websocket.accept()
         try:
             row = self.get(principal, sandbox_id, session_id)
         except NotFound as exc:
@@ -205,7 +211,6 @@ class TerminalService:
             )
             return
 
-        await websocket.accept()
         self._attached.add(session_id)
         sink = self._hub.open_stream(row["host_id"])
         try:
@@ -274,13 +279,7 @@ class TerminalService:
         if exit_code is not None:
             self._finish(session_id, "exited", exit_code)
             log.info("terminal %s: process exited with %s", session_id, exit_code)
-            try:
-                await websocket.send_text(
-                    json.dumps({"type": "exit", "exit_code": exit_code})
-                )
-                await websocket.close(code=1000)
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                pass
+            await self._send_exit(websocket, exit_code)
             return
 
         # The client left, or the host went away: end the process if we still can.
@@ -295,6 +294,25 @@ class TerminalService:
                 )
             except (RemoteError, HostUnavailable, trio.TooSlowError) as exc:
                 log.info("terminal %s: close on host %s: %s", session_id, host_id, exc)
+
+    async def _send_exit(self, websocket: WebSocket, exit_code: int) -> None:
+        """Send the exit frame and let the client close first.
+
+        The client closes as soon as it reads the exit code; closing from our side at
+        the same moment races with it. Only a client that stays silent for
+        CLIENT_CLOSE_GRACE_S is closed by us.
+        """
+        try:
+            await websocket.send_text(
+                json.dumps({"type": "exit", "exit_code": exit_code})
+            )
+            with trio.move_on_after(CLIENT_CLOSE_GRACE_S):
+                while (await websocket.receive())["type"] != "websocket.disconnect":
+                    pass
+                return
+            await websocket.close(code=1000)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
 
     async def _client_to_agent(
         self,

@@ -191,8 +191,8 @@ def test_unknown_or_inactive_blueprint_is_refused(lab: Lab, busybox_blueprint: d
     with lab.client() as client:
         assert_error(
             client.post("/api/sandboxes", json={"blueprint": "no-such-blueprint"}),
-            400,
-            "invalid_argument",
+            404,
+            "not_found",
         )
         client.post(
             f"/api/blueprints/{busybox_blueprint['id']}/deactivate"
@@ -201,8 +201,8 @@ def test_unknown_or_inactive_blueprint_is_refused(lab: Lab, busybox_blueprint: d
             client.post(
                 "/api/sandboxes", json={"blueprint": busybox_blueprint["name"]}
             ),
-            400,
-            "invalid_argument",
+            409,
+            "conflict",
         )
         assert "inactive" in refused["error"]["message"]
     assert sandbox_count(lab) == before
