@@ -88,10 +88,15 @@ async def _run_agent(config: AgentConfig, identity: HostIdentity) -> None:
 
 @main.command(help="Run a complete single-host lab: control plane, registry and agent.")
 @click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML config file (default /etc/gstacks/agent.yaml).",
+)
+@click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
-    default=Path("/var/lib/gstacks"),
-    show_default=True,
+    help="Override state_dir (default /var/lib/gstacks).",
 )
 @click.option(
     "--bind",
@@ -107,17 +112,23 @@ async def _run_agent(config: AgentConfig, identity: HostIdentity) -> None:
     type=click.IntRange(0, 65535),
     help="0 picks a free port.",
 )
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", help="Override log_level (default INFO).")
 @click.option(
     "--access-log",
     type=click.Path(path_type=Path),
     help="Append one line per HTTP request to this file ('-' for stderr).",
 )
 def standalone(
-    state_dir: Path, bind_host: str, port: int, log_level: str, access_log: Path | None
+    config_path: Path | None,
+    state_dir: Path | None,
+    bind_host: str,
+    port: int,
+    log_level: str | None,
+    access_log: Path | None,
 ) -> None:
-    setup_logging(log_level)
-    config = _load(None, state_dir.resolve()).with_overrides(log_level=log_level)
+    config = _load(config_path, state_dir.resolve() if state_dir else None)
+    config = config.with_overrides(log_level=log_level)
+    setup_logging(config.log_level)
     try:
         trio.run(run_standalone, config, bind_host, port, access_log)
     except AgentError as exc:

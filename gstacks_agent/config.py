@@ -1,7 +1,7 @@
 """The agent's configuration: one YAML file, then environment overrides, loaded once.
 
     state_dir: /var/lib/gstacks          # everything the agent keeps
-    control_plane_url: http://127.0.0.1:7480
+    control_plane_url: https://cp.example   # optional; default: the URL enrolled with
     runc_root: /run/gstacks/runc         # runc's state; only our containers live here
     log_level: INFO
 
@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class AgentConfig:
     state_dir: Path = Path("/var/lib/gstacks")
-    control_plane_url: str = "http://127.0.0.1:7480"
+    # None: connect to the URL recorded in the host identity when it enrolled.
+    control_plane_url: str | None = None
     runc_root: Path = Path("/run/gstacks/runc")
     log_level: str = "INFO"
 

@@ -149,7 +149,9 @@ class Agent:
                     await client.aclose()
 
     async def _connect_forever(self) -> None:
-        url = channel_url(self.identity.control_plane_url)
+        url = channel_url(
+            self.config.control_plane_url or self.identity.control_plane_url
+        )
         headers = [("Authorization", f"Bearer {self.identity.credential}")]
         backoff = BACKOFF_INITIAL_S
         while True:

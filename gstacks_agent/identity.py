@@ -51,8 +51,9 @@ def load_identity(identity_dir: Path) -> HostIdentity:
         credential = (identity_dir / "credential").read_text().strip()
     except FileNotFoundError as exc:
         raise FailedPrecondition(
-            f"this host is not enrolled: {exc.filename} is missing; run 'gstacks-agent enroll' "
-            "or start 'gstacks-agent standalone'"
+            f"this host has no identity: {exc.filename} is missing; start "
+            "'gstacks-agent standalone' for a single-host lab (enrolling with a remote "
+            "control plane is not available yet)"
         ) from exc
     except (OSError, ValueError) as exc:
         raise FailedPrecondition(
