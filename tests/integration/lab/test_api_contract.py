@@ -32,4 +32,6 @@ pytestmark = pytest.mark.root
     suppress_health_check=list(HealthCheck),
 )
 def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, lab: Lab):
-    case.call_and_validate(base_url=lab.url, headers={"Authorization": f"Bearer {lab.key}"})
+    case.call_and_validate(
+        base_url=lab.url, headers={"Authorization": f"Bearer {lab.key}"}
+    )
