@@ -52,6 +52,7 @@ CREATE_FIELDS = frozenset({"command", "cols", "rows", "env"})
 DEFAULT_COMMAND = ["/bin/sh"]
 
 # WebSocket close codes in the private range (RFC 6455 section 7.4.2).
+CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_BUSY = 4409
 CLOSE_UNAVAILABLE = 4503
