@@ -41,6 +41,7 @@ from gstacks_agent.host_overview import host_overview
 from gstacks_agent.identity import HostIdentity
 from gstacks_agent.images.image_cache import ImageCache, PulledImage
 from gstacks_agent.images.registry_client import RegistryClient
+from gstacks_agent.rpc_dispatch import RequestContext, RequestDispatcher
 from gstacks_agent.sandboxes.manager import SandboxInfo, SandboxManager
 from gstacks_agent.sandboxes.runc import Runc
 from gstacks_agent.terminals.relay import TerminalRelay
@@ -125,6 +126,8 @@ class Agent:
         self._registry_clients: dict[str, RegistryClient] = {}
         self._credentials: dict[str, tuple[str, float]] = {}
         self._peer: RpcPeer | None = None
+        self.dispatcher = RequestDispatcher()
+        self._register_handlers()
         self.connected = trio.Event()
 
     async def run(
@@ -264,47 +267,61 @@ class Agent:
 
     # ---- requests from the control plane ---------------------------------------------
 
+    def _register_handlers(self) -> None:
+        register = self.dispatcher.register
+        register("sandbox_create", self._handle_sandbox_create)
+        register("sandbox_get", self._handle_sandbox_get)
+        register("sandbox_list", self._handle_sandbox_list)
+        register("sandbox_delete", self._handle_sandbox_delete)
+        register("image_pull", self._handle_image_pull)
+
+    async def _handle_sandbox_create(
+        self, envelope: pb.Envelope, context: RequestContext
+    ) -> pb.Envelope:
+        info = await self._create_sandbox(envelope.sandbox_create)
+        return pb.Envelope(sandbox_info=sandbox_info_message(info))
+
+    async def _handle_sandbox_get(
+        self, envelope: pb.Envelope, context: RequestContext
+    ) -> pb.Envelope:
+        info = self.sandboxes.get(envelope.sandbox_get.sandbox_id)
+        return pb.Envelope(sandbox_info=sandbox_info_message(info))
+
+    async def _handle_sandbox_list(
+        self, envelope: pb.Envelope, context: RequestContext
+    ) -> pb.Envelope:
+        infos = [sandbox_info_message(s) for s in self.sandboxes.list()]
+        return pb.Envelope(sandbox_inventory=pb.SandboxInventory(sandboxes=infos))
+
+    async def _handle_sandbox_delete(
+        self, envelope: pb.Envelope, context: RequestContext
+    ) -> pb.Envelope:
+        request = envelope.sandbox_delete
+        existed = await self.sandboxes.delete(
+            request.sandbox_id, grace_s=request.grace_s or 5
+        )
+        deleted = pb.SandboxDeleted(sandbox_id=request.sandbox_id, existed=existed)
+        return pb.Envelope(sandbox_deleted=deleted)
+
+    async def _handle_image_pull(
+        self, envelope: pb.Envelope, context: RequestContext
+    ) -> pb.Envelope:
+        pulled = await self._pull(envelope.image_pull.image, sandbox_id="")
+        return pb.Envelope(
+            image_pulled=pb.ImagePulled(
+                digest=str(pulled.digest),
+                bytes_downloaded=pulled.bytes_downloaded,
+                blobs_downloaded=pulled.blobs_downloaded,
+                blobs_cached=pulled.blobs_cached,
+            )
+        )
+
     async def _on_request(
         self, nursery: trio.Nursery, relay: TerminalRelay, envelope: pb.Envelope
     ) -> pb.Envelope:
+        assert self._peer is not None
         kind = envelope.WhichOneof("body")
-        if kind == "sandbox_create":
-            info = await self._create_sandbox(envelope.sandbox_create)
-            return pb.Envelope(sandbox_info=sandbox_info_message(info))
-        if kind == "sandbox_get":
-            return pb.Envelope(
-                sandbox_info=sandbox_info_message(
-                    self.sandboxes.get(envelope.sandbox_get.sandbox_id)
-                )
-            )
-        if kind == "sandbox_list":
-            return pb.Envelope(
-                sandbox_inventory=pb.SandboxInventory(
-                    sandboxes=[sandbox_info_message(s) for s in self.sandboxes.list()]
-                )
-            )
-        if kind == "sandbox_delete":
-            request = envelope.sandbox_delete
-            existed = await self.sandboxes.delete(
-                request.sandbox_id, grace_s=request.grace_s or 5
-            )
-            return pb.Envelope(
-                sandbox_deleted=pb.SandboxDeleted(
-                    sandbox_id=request.sandbox_id, existed=existed
-                )
-            )
-        if kind == "image_pull":
-            pulled = await self._pull(envelope.image_pull.image, sandbox_id="")
-            return pb.Envelope(
-                image_pulled=pb.ImagePulled(
-                    digest=str(pulled.digest),
-                    bytes_downloaded=pulled.bytes_downloaded,
-                    blobs_downloaded=pulled.blobs_downloaded,
-                    blobs_cached=pulled.blobs_cached,
-                )
-            )
         if kind == "terminal_open":
-            assert self._peer is not None
             opened = await relay.open(
                 nursery, envelope.stream_id, envelope.terminal_open, self._peer.notify
             )
@@ -312,7 +329,8 @@ class Agent:
         if kind == "terminal_close":
             await relay.close(envelope.terminal_close.session_id)
             return pb.Envelope(ack=pb.Ack())
-        raise InvalidArgument(f"this agent does not handle {kind} requests")
+        context = RequestContext(envelope.stream_id, self._peer.notify, nursery)
+        return await self.dispatcher.dispatch(envelope, context)
 
     async def _on_notice(self, relay: TerminalRelay, envelope: pb.Envelope) -> None:
         if envelope.stream_id:

@@ -28,6 +28,13 @@ class SandboxState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SANDBOX_STATE_RUNNING: _ClassVar[SandboxState]
     SANDBOX_STATE_STOPPED: _ClassVar[SandboxState]
     SANDBOX_STATE_FAILED: _ClassVar[SandboxState]
+
+class FilesystemState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FILESYSTEM_STATE_UNSPECIFIED: _ClassVar[FilesystemState]
+    FILESYSTEM_STATE_MOUNTED: _ClassVar[FilesystemState]
+    FILESYSTEM_STATE_DEGRADED: _ClassVar[FilesystemState]
+    FILESYSTEM_STATE_UNMOUNTED: _ClassVar[FilesystemState]
 ERROR_CODE_UNSPECIFIED: ErrorCode
 ERROR_CODE_INVALID_ARGUMENT: ErrorCode
 ERROR_CODE_NOT_FOUND: ErrorCode
@@ -44,9 +51,13 @@ SANDBOX_STATE_CREATING: SandboxState
 SANDBOX_STATE_RUNNING: SandboxState
 SANDBOX_STATE_STOPPED: SandboxState
 SANDBOX_STATE_FAILED: SandboxState
+FILESYSTEM_STATE_UNSPECIFIED: FilesystemState
+FILESYSTEM_STATE_MOUNTED: FilesystemState
+FILESYSTEM_STATE_DEGRADED: FilesystemState
+FILESYSTEM_STATE_UNMOUNTED: FilesystemState
 
 class Envelope(_message.Message):
-    __slots__ = ("request_id", "reply_to", "stream_id", "error", "agent_hello", "heartbeat", "registry_credential_request", "sandbox_status_changed", "image_pull_progress", "agent_welcome", "registry_credential", "sandbox_create", "sandbox_get", "sandbox_delete", "sandbox_list", "sandbox_info", "sandbox_deleted", "sandbox_inventory", "image_pull", "image_pulled", "terminal_open", "terminal_opened", "terminal_data", "terminal_resize", "terminal_close", "terminal_exit", "stream_window", "ack")
+    __slots__ = ("request_id", "reply_to", "stream_id", "error", "agent_hello", "heartbeat", "registry_credential_request", "sandbox_status_changed", "image_pull_progress", "agent_welcome", "registry_credential", "sandbox_create", "sandbox_get", "sandbox_delete", "sandbox_list", "sandbox_info", "sandbox_deleted", "sandbox_inventory", "image_pull", "image_pulled", "terminal_open", "terminal_opened", "terminal_data", "terminal_resize", "terminal_close", "terminal_exit", "stream_window", "terminal_attach", "terminal_attached", "terminal_detach", "volume_ensure", "volume_attach", "volume_detach", "volume_delete", "volume_usage_request", "volume_info", "volume_attached", "host_logs_request", "host_logs", "log_line", "stream_close", "ack")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +85,20 @@ class Envelope(_message.Message):
     TERMINAL_CLOSE_FIELD_NUMBER: _ClassVar[int]
     TERMINAL_EXIT_FIELD_NUMBER: _ClassVar[int]
     STREAM_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ATTACH_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_DETACH_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ENSURE_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ATTACH_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_DETACH_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_DELETE_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_USAGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_INFO_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    HOST_LOGS_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    HOST_LOGS_FIELD_NUMBER: _ClassVar[int]
+    LOG_LINE_FIELD_NUMBER: _ClassVar[int]
+    STREAM_CLOSE_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     reply_to: int
@@ -102,8 +127,22 @@ class Envelope(_message.Message):
     terminal_close: TerminalClose
     terminal_exit: TerminalExit
     stream_window: StreamWindow
+    terminal_attach: TerminalAttach
+    terminal_attached: TerminalAttached
+    terminal_detach: TerminalDetach
+    volume_ensure: VolumeEnsure
+    volume_attach: VolumeAttach
+    volume_detach: VolumeDetach
+    volume_delete: VolumeDelete
+    volume_usage_request: VolumeUsageRequest
+    volume_info: VolumeInfo
+    volume_attached: VolumeAttached
+    host_logs_request: HostLogsRequest
+    host_logs: HostLogs
+    log_line: LogLine
+    stream_close: StreamClose
     ack: Ack
-    def __init__(self, request_id: _Optional[int] = ..., reply_to: _Optional[int] = ..., stream_id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., agent_hello: _Optional[_Union[AgentHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., registry_credential_request: _Optional[_Union[RegistryCredentialRequest, _Mapping]] = ..., sandbox_status_changed: _Optional[_Union[SandboxStatusChanged, _Mapping]] = ..., image_pull_progress: _Optional[_Union[ImagePullProgress, _Mapping]] = ..., agent_welcome: _Optional[_Union[AgentWelcome, _Mapping]] = ..., registry_credential: _Optional[_Union[RegistryCredential, _Mapping]] = ..., sandbox_create: _Optional[_Union[SandboxCreate, _Mapping]] = ..., sandbox_get: _Optional[_Union[SandboxGet, _Mapping]] = ..., sandbox_delete: _Optional[_Union[SandboxDelete, _Mapping]] = ..., sandbox_list: _Optional[_Union[SandboxList, _Mapping]] = ..., sandbox_info: _Optional[_Union[SandboxInfo, _Mapping]] = ..., sandbox_deleted: _Optional[_Union[SandboxDeleted, _Mapping]] = ..., sandbox_inventory: _Optional[_Union[SandboxInventory, _Mapping]] = ..., image_pull: _Optional[_Union[ImagePull, _Mapping]] = ..., image_pulled: _Optional[_Union[ImagePulled, _Mapping]] = ..., terminal_open: _Optional[_Union[TerminalOpen, _Mapping]] = ..., terminal_opened: _Optional[_Union[TerminalOpened, _Mapping]] = ..., terminal_data: _Optional[_Union[TerminalData, _Mapping]] = ..., terminal_resize: _Optional[_Union[TerminalResize, _Mapping]] = ..., terminal_close: _Optional[_Union[TerminalClose, _Mapping]] = ..., terminal_exit: _Optional[_Union[TerminalExit, _Mapping]] = ..., stream_window: _Optional[_Union[StreamWindow, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[int] = ..., reply_to: _Optional[int] = ..., stream_id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., agent_hello: _Optional[_Union[AgentHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., registry_credential_request: _Optional[_Union[RegistryCredentialRequest, _Mapping]] = ..., sandbox_status_changed: _Optional[_Union[SandboxStatusChanged, _Mapping]] = ..., image_pull_progress: _Optional[_Union[ImagePullProgress, _Mapping]] = ..., agent_welcome: _Optional[_Union[AgentWelcome, _Mapping]] = ..., registry_credential: _Optional[_Union[RegistryCredential, _Mapping]] = ..., sandbox_create: _Optional[_Union[SandboxCreate, _Mapping]] = ..., sandbox_get: _Optional[_Union[SandboxGet, _Mapping]] = ..., sandbox_delete: _Optional[_Union[SandboxDelete, _Mapping]] = ..., sandbox_list: _Optional[_Union[SandboxList, _Mapping]] = ..., sandbox_info: _Optional[_Union[SandboxInfo, _Mapping]] = ..., sandbox_deleted: _Optional[_Union[SandboxDeleted, _Mapping]] = ..., sandbox_inventory: _Optional[_Union[SandboxInventory, _Mapping]] = ..., image_pull: _Optional[_Union[ImagePull, _Mapping]] = ..., image_pulled: _Optional[_Union[ImagePulled, _Mapping]] = ..., terminal_open: _Optional[_Union[TerminalOpen, _Mapping]] = ..., terminal_opened: _Optional[_Union[TerminalOpened, _Mapping]] = ..., terminal_data: _Optional[_Union[TerminalData, _Mapping]] = ..., terminal_resize: _Optional[_Union[TerminalResize, _Mapping]] = ..., terminal_close: _Optional[_Union[TerminalClose, _Mapping]] = ..., terminal_exit: _Optional[_Union[TerminalExit, _Mapping]] = ..., stream_window: _Optional[_Union[StreamWindow, _Mapping]] = ..., terminal_attach: _Optional[_Union[TerminalAttach, _Mapping]] = ..., terminal_attached: _Optional[_Union[TerminalAttached, _Mapping]] = ..., terminal_detach: _Optional[_Union[TerminalDetach, _Mapping]] = ..., volume_ensure: _Optional[_Union[VolumeEnsure, _Mapping]] = ..., volume_attach: _Optional[_Union[VolumeAttach, _Mapping]] = ..., volume_detach: _Optional[_Union[VolumeDetach, _Mapping]] = ..., volume_delete: _Optional[_Union[VolumeDelete, _Mapping]] = ..., volume_usage_request: _Optional[_Union[VolumeUsageRequest, _Mapping]] = ..., volume_info: _Optional[_Union[VolumeInfo, _Mapping]] = ..., volume_attached: _Optional[_Union[VolumeAttached, _Mapping]] = ..., host_logs_request: _Optional[_Union[HostLogsRequest, _Mapping]] = ..., host_logs: _Optional[_Union[HostLogs, _Mapping]] = ..., log_line: _Optional[_Union[LogLine, _Mapping]] = ..., stream_close: _Optional[_Union[StreamClose, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message", "resource_id")
@@ -178,12 +217,14 @@ class HostOverview(_message.Message):
     def __init__(self, cpu_percent: _Optional[float] = ..., cpu_count: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., disk_total_bytes: _Optional[int] = ..., disk_used_bytes: _Optional[int] = ..., load_1m: _Optional[float] = ..., load_5m: _Optional[float] = ..., load_15m: _Optional[float] = ..., uptime_s: _Optional[int] = ..., kernel: _Optional[str] = ..., agent_version: _Optional[str] = ..., sandbox_count: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("overview", "cached_images")
+    __slots__ = ("overview", "cached_images", "volume_filesystem")
     OVERVIEW_FIELD_NUMBER: _ClassVar[int]
     CACHED_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_FILESYSTEM_FIELD_NUMBER: _ClassVar[int]
     overview: HostOverview
     cached_images: _containers.RepeatedCompositeFieldContainer[CachedImage]
-    def __init__(self, overview: _Optional[_Union[HostOverview, _Mapping]] = ..., cached_images: _Optional[_Iterable[_Union[CachedImage, _Mapping]]] = ...) -> None: ...
+    volume_filesystem: FilesystemStatus
+    def __init__(self, overview: _Optional[_Union[HostOverview, _Mapping]] = ..., cached_images: _Optional[_Iterable[_Union[CachedImage, _Mapping]]] = ..., volume_filesystem: _Optional[_Union[FilesystemStatus, _Mapping]] = ...) -> None: ...
 
 class CachedImage(_message.Message):
     __slots__ = ("digest", "size_bytes")
@@ -254,7 +295,7 @@ class ImagePullProgress(_message.Message):
     def __init__(self, sandbox_id: _Optional[str] = ..., digest: _Optional[str] = ..., bytes_done: _Optional[int] = ..., bytes_total: _Optional[int] = ...) -> None: ...
 
 class SandboxCreate(_message.Message):
-    __slots__ = ("sandbox_id", "image", "command", "env", "hostname")
+    __slots__ = ("sandbox_id", "image", "command", "env", "hostname", "volumes")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -267,12 +308,14 @@ class SandboxCreate(_message.Message):
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
     sandbox_id: str
     image: ImageRef
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     hostname: str
-    def __init__(self, sandbox_id: _Optional[str] = ..., image: _Optional[_Union[ImageRef, _Mapping]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ...) -> None: ...
+    volumes: _containers.RepeatedCompositeFieldContainer[VolumeMount]
+    def __init__(self, sandbox_id: _Optional[str] = ..., image: _Optional[_Union[ImageRef, _Mapping]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., hostname: _Optional[str] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ...) -> None: ...
 
 class SandboxGet(_message.Message):
     __slots__ = ("sandbox_id",)
@@ -400,3 +443,145 @@ class StreamWindow(_message.Message):
     INCREMENT_FIELD_NUMBER: _ClassVar[int]
     increment: int
     def __init__(self, increment: _Optional[int] = ...) -> None: ...
+
+class StreamClose(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TerminalAttach(_message.Message):
+    __slots__ = ("session_id", "offset", "initial_window")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    offset: int
+    initial_window: int
+    def __init__(self, session_id: _Optional[str] = ..., offset: _Optional[int] = ..., initial_window: _Optional[int] = ...) -> None: ...
+
+class TerminalAttached(_message.Message):
+    __slots__ = ("session_id", "offset")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    offset: int
+    def __init__(self, session_id: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class TerminalDetach(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class FilesystemStatus(_message.Message):
+    __slots__ = ("state", "mount_point", "message")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MOUNT_POINT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    state: FilesystemState
+    mount_point: str
+    message: str
+    def __init__(self, state: _Optional[_Union[FilesystemState, str]] = ..., mount_point: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class VolumeEnsure(_message.Message):
+    __slots__ = ("volume_id", "size_bytes")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    size_bytes: int
+    def __init__(self, volume_id: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class VolumeMount(_message.Message):
+    __slots__ = ("attachment_id", "volume_id", "mount_path", "read_only")
+    ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    MOUNT_PATH_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    attachment_id: str
+    volume_id: str
+    mount_path: str
+    read_only: bool
+    def __init__(self, attachment_id: _Optional[str] = ..., volume_id: _Optional[str] = ..., mount_path: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
+
+class VolumeAttach(_message.Message):
+    __slots__ = ("sandbox_id", "mount", "size_bytes")
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    MOUNT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    mount: VolumeMount
+    size_bytes: int
+    def __init__(self, sandbox_id: _Optional[str] = ..., mount: _Optional[_Union[VolumeMount, _Mapping]] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class VolumeAttached(_message.Message):
+    __slots__ = ("attachment_id", "host_path")
+    ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_PATH_FIELD_NUMBER: _ClassVar[int]
+    attachment_id: str
+    host_path: str
+    def __init__(self, attachment_id: _Optional[str] = ..., host_path: _Optional[str] = ...) -> None: ...
+
+class VolumeDetach(_message.Message):
+    __slots__ = ("sandbox_id", "attachment_id", "volume_id")
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    attachment_id: str
+    volume_id: str
+    def __init__(self, sandbox_id: _Optional[str] = ..., attachment_id: _Optional[str] = ..., volume_id: _Optional[str] = ...) -> None: ...
+
+class VolumeDelete(_message.Message):
+    __slots__ = ("volume_id",)
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    def __init__(self, volume_id: _Optional[str] = ...) -> None: ...
+
+class VolumeUsageRequest(_message.Message):
+    __slots__ = ("volume_id",)
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    def __init__(self, volume_id: _Optional[str] = ...) -> None: ...
+
+class VolumeInfo(_message.Message):
+    __slots__ = ("volume_id", "exists", "used_bytes", "quota_bytes", "inodes", "host_path")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    INODES_FIELD_NUMBER: _ClassVar[int]
+    HOST_PATH_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    exists: bool
+    used_bytes: int
+    quota_bytes: int
+    inodes: int
+    host_path: str
+    def __init__(self, volume_id: _Optional[str] = ..., exists: _Optional[bool] = ..., used_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., inodes: _Optional[int] = ..., host_path: _Optional[str] = ...) -> None: ...
+
+class HostLogsRequest(_message.Message):
+    __slots__ = ("since_unix_ms", "limit", "follow")
+    SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    since_unix_ms: int
+    limit: int
+    follow: bool
+    def __init__(self, since_unix_ms: _Optional[int] = ..., limit: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class HostLogs(_message.Message):
+    __slots__ = ("lines",)
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedCompositeFieldContainer[LogLine]
+    def __init__(self, lines: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
+
+class LogLine(_message.Message):
+    __slots__ = ("time_unix_ms", "level", "logger", "message")
+    TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    LOGGER_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    time_unix_ms: int
+    level: str
+    logger: str
+    message: str
+    def __init__(self, time_unix_ms: _Optional[int] = ..., level: _Optional[str] = ..., logger: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
