@@ -6,8 +6,11 @@ one resource kind, keyed by its prefixed id; columns that hold structured values
 declared in `JSON_COLUMNS` and stored as JSON text. Services speak to the store in
 plain dicts, so the store knows nothing of HTTP or of the agent channel.
 
-Schema changes are numbered migrations applied in order at open; `PRAGMA user_version`
-records how far a database has come.
+Schema changes are named migrations, applied once each, in the order listed, when the
+store opens; the `schema_migrations` table records which ones a database has had.
+Names rather than numbers let each capability add its own tables without two changes
+racing for the same number. A migration is never edited once it has landed: change
+the schema with a new one.
 
 The control plane runs on one trio thread and every statement here is short, so the
 store is used synchronously from the event loop: a sub-millisecond local write does
@@ -22,8 +25,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-MIGRATIONS: tuple[str, ...] = (
-    """
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "0001-core",
+        """
     CREATE TABLE api_keys (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -114,6 +119,7 @@ MIGRATIONS: tuple[str, ...] = (
         closed_at TEXT
     );
     """,
+    ),
 )
 
 JSON_COLUMNS: Mapping[str, frozenset[str]] = {
@@ -143,14 +149,24 @@ class Store:
         self._db.close()
 
     def _migrate(self) -> None:
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        applied = {
+            name for (name,) in self._db.execute("SELECT name FROM schema_migrations")
+        }
+        for name, script in MIGRATIONS:
+            if name in applied:
+                continue
             with self._db:
                 self._db.execute("BEGIN")
                 for statement in script.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {number}")
+                self._db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, datetime('now'))", (name,)
+                )
 
     def insert(self, table: str, row: Mapping[str, Any]) -> dict[str, Any]:
         """Insert one row; raises sqlite3.IntegrityError on a unique clash."""
