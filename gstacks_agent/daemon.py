@@ -44,7 +44,7 @@ from gstacks_agent.images.registry_client import RegistryClient
 from gstacks_agent.rpc_dispatch import RequestContext, RequestDispatcher
 from gstacks_agent.sandboxes.manager import SandboxInfo, SandboxManager
 from gstacks_agent.sandboxes.runc import Runc
-from gstacks_agent.terminals.relay import TerminalRelay
+from gstacks_agent.terminals.manager import TerminalManager
 from gstacks_proto import pb
 from gstacks_proto.channel_state import ProtocolError, Role
 from gstacks_proto.rpc_peer import ChannelClosed, RpcPeer
@@ -126,6 +126,7 @@ class Agent:
         self._registry_clients: dict[str, RegistryClient] = {}
         self._credentials: dict[str, tuple[str, float]] = {}
         self._peer: RpcPeer | None = None
+        self.terminals = TerminalManager(self.runc, self.sandboxes)
         self.dispatcher = RequestDispatcher()
         self._register_handlers()
         self.connected = trio.Event()
@@ -144,6 +145,7 @@ class Agent:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.sandboxes.serve)
+                await nursery.start(self.terminals.serve)
                 task_status.started()
                 await self._connect_forever()
         finally:
@@ -193,13 +195,12 @@ class Agent:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _session(self, ws: WebSocketConnection) -> None:
-        relay = TerminalRelay(self.runc, self.sandboxes)
         async with trio.open_nursery() as nursery:
             peer = RpcPeer(
                 WebSocketFrameTransport(ws),
                 Role.AGENT,
-                on_request=lambda envelope: self._on_request(nursery, relay, envelope),
-                on_notice=lambda envelope: self._on_notice(relay, envelope),
+                on_request=lambda envelope: self._on_request(nursery, envelope),
+                on_notice=self._on_notice,
                 name=self.identity.host_id,
             )
             self._peer = peer
@@ -220,7 +221,8 @@ class Agent:
             finally:
                 self._peer = None
                 self._credentials.clear()
-                await relay.close_all()
+                # Terminal sessions outlive the channel; only their streams end here.
+                self.terminals.detach_channel(peer)
         raise ChannelClosed("control plane closed the channel")
 
     async def _wait_closed(self, peer: RpcPeer) -> None:
@@ -274,6 +276,10 @@ class Agent:
         register("sandbox_list", self._handle_sandbox_list)
         register("sandbox_delete", self._handle_sandbox_delete)
         register("image_pull", self._handle_image_pull)
+        register("terminal_open", self._handle_terminal_open)
+        register("terminal_attach", self._handle_terminal_attach)
+        register("terminal_detach", self._handle_terminal_detach)
+        register("terminal_close", self._handle_terminal_close)
 
     async def _handle_sandbox_create(
         self, envelope: pb.Envelope, context: RequestContext
@@ -317,30 +323,51 @@ class Agent:
         )
 
     async def _on_request(
-        self, nursery: trio.Nursery, relay: TerminalRelay, envelope: pb.Envelope
+        self, nursery: trio.Nursery, envelope: pb.Envelope
     ) -> pb.Envelope:
         assert self._peer is not None
-        kind = envelope.WhichOneof("body")
-        if kind == "terminal_open":
-            opened = await relay.open(
-                nursery, envelope.stream_id, envelope.terminal_open, self._peer.notify
-            )
-            return pb.Envelope(terminal_opened=opened)
-        if kind == "terminal_close":
-            await relay.close(envelope.terminal_close.session_id)
-            return pb.Envelope(ack=pb.Ack())
-        context = RequestContext(envelope.stream_id, self._peer.notify, nursery)
+        context = RequestContext(
+            envelope.stream_id, self._peer.notify, nursery, self._peer
+        )
         return await self.dispatcher.dispatch(envelope, context)
 
-    async def _on_notice(self, relay: TerminalRelay, envelope: pb.Envelope) -> None:
+    async def _on_notice(self, envelope: pb.Envelope) -> None:
         if envelope.stream_id:
-            relay.on_stream_frame(envelope)
+            self.terminals.on_stream_frame(envelope)
         else:
             log.warning(
                 "host %s: unexpected %s notice",
                 self.identity.host_id,
                 envelope.WhichOneof("body"),
             )
+
+    async def _handle_terminal_open(
+        self, envelope: pb.Envelope, context: RequestContext
+    ) -> pb.Envelope:
+        opened = await self.terminals.open(
+            context.stream_id, envelope.terminal_open, context.send, context.channel
+        )
+        return pb.Envelope(terminal_opened=opened)
+
+    async def _handle_terminal_attach(
+        self, envelope: pb.Envelope, context: RequestContext
+    ) -> pb.Envelope:
+        attached = await self.terminals.attach(
+            context.stream_id, envelope.terminal_attach, context.send, context.channel
+        )
+        return pb.Envelope(terminal_attached=attached)
+
+    async def _handle_terminal_detach(
+        self, envelope: pb.Envelope, context: RequestContext
+    ) -> pb.Envelope:
+        self.terminals.detach(envelope.terminal_detach.session_id)
+        return pb.Envelope(ack=pb.Ack())
+
+    async def _handle_terminal_close(
+        self, envelope: pb.Envelope, context: RequestContext
+    ) -> pb.Envelope:
+        await self.terminals.close(envelope.terminal_close.session_id)
+        return pb.Envelope(ack=pb.Ack())
 
     async def _create_sandbox(self, request: pb.SandboxCreate) -> SandboxInfo:
         pulled = await self._pull(request.image, sandbox_id=request.sandbox_id)

@@ -31,6 +31,8 @@ class RequestContext:
     send: Callable[[pb.Envelope], Awaitable[None]]
     # Tasks that must end with that channel (stream pumps) start here.
     session_nursery: trio.Nursery
+    # Identifies the channel, for state that must be let go when it drops.
+    channel: object
 
 
 Handler = Callable[[pb.Envelope, RequestContext], Awaitable[pb.Envelope]]

@@ -159,7 +159,7 @@ class Ack(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentHello(_message.Message):
-    __slots__ = ("host_id", "agent_version", "hostname", "overview", "sandboxes", "cached_images", "capabilities")
+    __slots__ = ("host_id", "agent_version", "hostname", "overview", "sandboxes", "cached_images", "capabilities", "addresses", "endpoint", "terminal_session_ids")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +167,9 @@ class AgentHello(_message.Message):
     SANDBOXES_FIELD_NUMBER: _ClassVar[int]
     CACHED_IMAGES_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    TERMINAL_SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     agent_version: str
     hostname: str
@@ -174,7 +177,10 @@ class AgentHello(_message.Message):
     sandboxes: _containers.RepeatedCompositeFieldContainer[SandboxInfo]
     cached_images: _containers.RepeatedCompositeFieldContainer[CachedImage]
     capabilities: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, host_id: _Optional[str] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., overview: _Optional[_Union[HostOverview, _Mapping]] = ..., sandboxes: _Optional[_Iterable[_Union[SandboxInfo, _Mapping]]] = ..., cached_images: _Optional[_Iterable[_Union[CachedImage, _Mapping]]] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    endpoint: str
+    terminal_session_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, host_id: _Optional[str] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., overview: _Optional[_Union[HostOverview, _Mapping]] = ..., sandboxes: _Optional[_Iterable[_Union[SandboxInfo, _Mapping]]] = ..., cached_images: _Optional[_Iterable[_Union[CachedImage, _Mapping]]] = ..., capabilities: _Optional[_Iterable[str]] = ..., addresses: _Optional[_Iterable[str]] = ..., endpoint: _Optional[str] = ..., terminal_session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentWelcome(_message.Message):
     __slots__ = ("host_id", "heartbeat_interval_s", "registry_url")
