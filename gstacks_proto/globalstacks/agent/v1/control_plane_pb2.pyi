@@ -479,14 +479,22 @@ class TerminalDetach(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class FilesystemStatus(_message.Message):
-    __slots__ = ("state", "mount_point", "message")
+    __slots__ = ("state", "mount_point", "message", "filesystem_id", "remounts", "last_failure", "last_failure_unix_ms")
     STATE_FIELD_NUMBER: _ClassVar[int]
     MOUNT_POINT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FILESYSTEM_ID_FIELD_NUMBER: _ClassVar[int]
+    REMOUNTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     state: FilesystemState
     mount_point: str
     message: str
-    def __init__(self, state: _Optional[_Union[FilesystemState, str]] = ..., mount_point: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    filesystem_id: str
+    remounts: int
+    last_failure: str
+    last_failure_unix_ms: int
+    def __init__(self, state: _Optional[_Union[FilesystemState, str]] = ..., mount_point: _Optional[str] = ..., message: _Optional[str] = ..., filesystem_id: _Optional[str] = ..., remounts: _Optional[int] = ..., last_failure: _Optional[str] = ..., last_failure_unix_ms: _Optional[int] = ...) -> None: ...
 
 class VolumeEnsure(_message.Message):
     __slots__ = ("volume_id", "size_bytes")
@@ -509,22 +517,26 @@ class VolumeMount(_message.Message):
     def __init__(self, attachment_id: _Optional[str] = ..., volume_id: _Optional[str] = ..., mount_path: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class VolumeAttach(_message.Message):
-    __slots__ = ("sandbox_id", "mount", "size_bytes")
+    __slots__ = ("sandbox_id", "mount", "size_bytes", "filesystem_id")
     SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
     MOUNT_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILESYSTEM_ID_FIELD_NUMBER: _ClassVar[int]
     sandbox_id: str
     mount: VolumeMount
     size_bytes: int
-    def __init__(self, sandbox_id: _Optional[str] = ..., mount: _Optional[_Union[VolumeMount, _Mapping]] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    filesystem_id: str
+    def __init__(self, sandbox_id: _Optional[str] = ..., mount: _Optional[_Union[VolumeMount, _Mapping]] = ..., size_bytes: _Optional[int] = ..., filesystem_id: _Optional[str] = ...) -> None: ...
 
 class VolumeAttached(_message.Message):
-    __slots__ = ("attachment_id", "host_path")
+    __slots__ = ("attachment_id", "host_path", "filesystem_id")
     ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_PATH_FIELD_NUMBER: _ClassVar[int]
+    FILESYSTEM_ID_FIELD_NUMBER: _ClassVar[int]
     attachment_id: str
     host_path: str
-    def __init__(self, attachment_id: _Optional[str] = ..., host_path: _Optional[str] = ...) -> None: ...
+    filesystem_id: str
+    def __init__(self, attachment_id: _Optional[str] = ..., host_path: _Optional[str] = ..., filesystem_id: _Optional[str] = ...) -> None: ...
 
 class VolumeDetach(_message.Message):
     __slots__ = ("sandbox_id", "attachment_id", "volume_id")
@@ -549,20 +561,22 @@ class VolumeUsageRequest(_message.Message):
     def __init__(self, volume_id: _Optional[str] = ...) -> None: ...
 
 class VolumeInfo(_message.Message):
-    __slots__ = ("volume_id", "exists", "used_bytes", "quota_bytes", "inodes", "host_path")
+    __slots__ = ("volume_id", "exists", "used_bytes", "quota_bytes", "inodes", "host_path", "filesystem_id")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     EXISTS_FIELD_NUMBER: _ClassVar[int]
     USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
     INODES_FIELD_NUMBER: _ClassVar[int]
     HOST_PATH_FIELD_NUMBER: _ClassVar[int]
+    FILESYSTEM_ID_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     exists: bool
     used_bytes: int
     quota_bytes: int
     inodes: int
     host_path: str
-    def __init__(self, volume_id: _Optional[str] = ..., exists: _Optional[bool] = ..., used_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., inodes: _Optional[int] = ..., host_path: _Optional[str] = ...) -> None: ...
+    filesystem_id: str
+    def __init__(self, volume_id: _Optional[str] = ..., exists: _Optional[bool] = ..., used_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., inodes: _Optional[int] = ..., host_path: _Optional[str] = ..., filesystem_id: _Optional[str] = ...) -> None: ...
 
 class HostLogsRequest(_message.Message):
     __slots__ = ("since_unix_ms", "limit", "follow")
