@@ -6,7 +6,8 @@
     ├── ControlPlaneUnreachable     no HTTP answer: refused, unresolvable, too slow
     ├── ApiError                    the control plane answered with an error body
     └── TerminalStreamError         the terminal WebSocket ended without an exit status
-        └── TerminalBusy            another client is attached to the session
+        ├── TerminalBusy            another client is attached to the session
+        └── TerminalDisconnected    the link dropped or the host is away: reattachable
 
 These are client-side causes, so they do not derive from the agent's `AgentError`,
 whose classes carry the wire code an agent sends back to a control plane. Foreign
@@ -62,3 +63,8 @@ class TerminalStreamError(CliError):
 
 class TerminalBusy(TerminalStreamError):
     """The server refused the attach because another client holds the session."""
+
+
+class TerminalDisconnected(TerminalStreamError):
+    """The stream dropped, or the session's host is not connected; the session may
+    still run, so a client may reattach to it."""

@@ -271,6 +271,19 @@ def host_get(invocation: Invocation, host_id: str) -> None:
     invocation.show(invocation.client.get(api_path("hosts", host_id)))
 
 
+@host.command("shell")
+@click.argument("host_id", metavar="HOST_ID")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def host_shell(ctx: click.Context, host_id: str, command: tuple[str, ...]) -> None:
+    """Open an interactive shell on a host (its login shell, or -- CMD).
+
+    Like `sandbox shell`: raw mode while attached, reattaches by itself after a
+    dropped connection, and exits with the remote exit code.
+    """
+    ctx.exit(_shell(ctx.find_object(Invocation), "hosts", host_id, command))
+
+
 # -- sandbox -------------------------------------------------------------------------
 
 
@@ -400,7 +413,8 @@ def sandbox_exec(ctx: click.Context, sandbox_id: str, command: tuple[str, ...]) 
     """Run -- CMD... in a sandbox; exit with its exit code.
 
     The command runs on a terminal sized like the local one (or 80x24); its
-    output streams to stdout. Nothing is read from stdin.
+    output streams to stdout byte for byte. Nothing is read from stdin. A dropped
+    connection is reattached for up to two minutes without losing output.
     """
     invocation = ctx.find_object(Invocation)
     cols, rows = terminal.local_window_size()
@@ -408,7 +422,7 @@ def sandbox_exec(ctx: click.Context, sandbox_id: str, command: tuple[str, ...]) 
         api_path("sandboxes", sandbox_id, "terminal-sessions"),
         {"command": list(command), "cols": cols, "rows": rows},
     )
-    ctx.exit(_attach(invocation, sandbox_id, session["id"], stdin_fd=None))
+    ctx.exit(_attach(invocation, "sandboxes", sandbox_id, session["id"], None))
 
 
 @sandbox.command("shell")
@@ -421,28 +435,41 @@ def sandbox_shell(
     """Open an interactive terminal in a sandbox (/bin/sh, or -- CMD).
 
     The local terminal is in raw mode while attached, so keys such as ^C reach
-    the sandbox. The CLI exits with the remote exit code.
+    the sandbox. A dropped connection is reattached for up to two minutes, with
+    a notice on stderr. The CLI exits with the remote exit code.
     """
-    invocation = ctx.find_object(Invocation)
+    ctx.exit(_shell(ctx.find_object(Invocation), "sandboxes", sandbox_id, command))
+
+
+def _shell(
+    invocation: Invocation, owner: str, owner_id: str, command: tuple[str, ...]
+) -> int:
+    """Open an interactive session on `owner/owner_id`; its exit code."""
+    what = "sandbox" if owner == "sandboxes" else "host"
     try:
         stdin_fd = sys.stdin.fileno()
     except (AttributeError, ValueError, io.UnsupportedOperation) as exc:
-        raise CliError("sandbox shell needs stdin to be a terminal or a pipe") from exc
+        raise CliError(f"{what} shell needs stdin to be a terminal or a pipe") from exc
 
     cols, rows = terminal.local_window_size()
     body: dict[str, Any] = {"cols": cols, "rows": rows}
     if command:
         body["command"] = list(command)
     session = invocation.client.post(
-        api_path("sandboxes", sandbox_id, "terminal-sessions"), body
+        api_path(owner, owner_id, "terminal-sessions"), body
     )
-    ctx.exit(_attach(invocation, sandbox_id, session["id"], stdin_fd=stdin_fd))
+    return _attach(invocation, owner, owner_id, session["id"], stdin_fd)
 
 
 def _attach(
-    invocation: Invocation, sandbox_id: str, session_id: str, *, stdin_fd: int | None
+    invocation: Invocation,
+    owner: str,
+    owner_id: str,
+    session_id: str,
+    stdin_fd: int | None,
 ) -> int:
-    url = terminal.stream_url(invocation.config.url, sandbox_id, session_id)
+    """Attach to a session, reattaching after a dropped link; its exit code."""
+    url = terminal.stream_url(invocation.config.url, owner, owner_id, session_id)
     return trio.run(
         functools.partial(
             terminal.attach,
@@ -450,6 +477,7 @@ def _attach(
             invocation.config.api_key,
             output=sys.stdout.buffer,
             stdin_fd=stdin_fd,
+            reattach_within_s=terminal.REATTACH_WITHIN_S,
         )
     )
 

@@ -70,10 +70,16 @@ class ScriptedControlPlane:
         self.terminal = TerminalScript()
         self.terminal_frames: list[str | bytes] = []
         self.terminal_headers: dict[str, str] = {}
+        self.terminal_path = ""
+        self.terminal_query: dict[str, str] = {}
         self.app = Starlette(
             routes=[
                 WebSocketRoute(
                     "/api/sandboxes/{sandbox_id}/terminal-sessions/{session_id}/stream",
+                    self._stream,
+                ),
+                WebSocketRoute(
+                    "/api/hosts/{host_id}/terminal-sessions/{session_id}/stream",
                     self._stream,
                 ),
                 Route(
@@ -127,12 +133,18 @@ class ScriptedControlPlane:
 
     async def _stream(self, websocket: WebSocket) -> None:
         self.terminal_headers = dict(websocket.headers)
+        self.terminal_path = websocket.url.path
+        self.terminal_query = dict(websocket.query_params)
         await websocket.accept()
         script = self.terminal
+        await websocket.send_text(json.dumps({"type": "attached", "offset": 0}))
 
-        for _ in range(script.expect_frames):
+        while len(self.terminal_frames) < script.expect_frames:
             message = await websocket.receive()
-            self.terminal_frames.append(message.get("bytes") or message.get("text"))
+            frame = message.get("bytes") or message.get("text")
+            # Acknowledgements come and go with the output; keep the rest.
+            if not (isinstance(frame, str) and '"ack"' in frame):
+                self.terminal_frames.append(frame)
         for chunk in script.output:
             await websocket.send_bytes(chunk)
         if script.close_code is not None:
