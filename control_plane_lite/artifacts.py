@@ -5,11 +5,17 @@ digest. This catalog resolves tags to digests straight from registry storage (no
 round trip to ourselves), and publishes a manifest with everything it references into
 another repository by linking, so a blueprint's artifact is a copy that costs no
 bytes and cannot be changed by re-tagging its source.
+
+The published manifests are the artifact metadata: they live in registry storage,
+not in a blueprint's record, so deleting a blueprint keeps its artifact (listed
+with no blueprint), and a control plane on the same S3 bucket sees the same
+artifacts. The garbage collector keeps everything they reference.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from control_plane_lite.errors import InvalidRequest, NotFound
 from control_plane_lite.image_refs import ImageReference
@@ -111,6 +117,42 @@ class ArtifactCatalog:
         await self._storage.put_manifest(
             target, digest, stored.media_type, stored.body, tag=tag
         )
+
+    async def list_artifacts(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Published artifacts sorted by `<repository>@<digest>`, after `after`.
+
+        Each is `{"artifact_ref", "repository", "digest", "media_type", "size"}`;
+        `after` is a `<repository>@<digest>`, so it does not depend on our address.
+        """
+        prefix = f"{self.namespace}/"
+        found: list[tuple[str, str, Digest]] = []
+        for repository in await self._storage.list_repositories():
+            if not repository.startswith(prefix):
+                continue
+            for digest in await self._storage.list_manifests(repository):
+                key = f"{repository}@{digest}"
+                if after is None or key > after:
+                    found.append((key, repository, digest))
+        found.sort()
+
+        artifacts = []
+        for _, repository, digest in found[:limit]:
+            try:
+                stored = await self._storage.get_manifest(repository, digest)
+            except RegistryError:
+                continue  # deleted since it was listed
+            artifacts.append(
+                {
+                    "artifact_ref": self.artifact_ref(repository, str(digest)),
+                    "repository": repository,
+                    "digest": str(digest),
+                    "media_type": stored.media_type,
+                    "size": len(stored.body),
+                }
+            )
+        return artifacts
 
     def _loopback_alias(self) -> str | None:
         host, _, port = self.registry_host.rpartition(":")

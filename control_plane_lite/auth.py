@@ -1,7 +1,8 @@
-"""Credentials of the lite control plane: API keys, host credentials, registry tokens.
+"""Credentials of the lite control plane: API keys and host credentials.
 
 Every secret is 32 random bytes behind a short kind prefix (`gsk_` for API keys,
-`ghc_` for host credentials, `grc_` for registry credentials), shown once when made
+`ghc_` for host credentials; registry credentials, `grc_`, live in
+registry_credentials.py), shown once when made
 and stored only as its SHA-256. A fast hash is enough here because the secrets are
 random, not chosen by people, so there is nothing for a dictionary attack to guess.
 
@@ -12,39 +13,31 @@ The standalone lab has one admin API key, created on first start and written to 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from control_plane_lite import ids
-from control_plane_lite.clock import now_rfc3339, now_unix
-from control_plane_lite.errors import InvalidRequest, PermissionDenied, Unauthenticated
+from control_plane_lite.clock import now_rfc3339
+from control_plane_lite.errors import Unauthenticated
 from control_plane_lite.store import Store
 
 log = logging.getLogger("gstacks.cp.auth")
 
 DEFAULT_TENANT = "tnt_default"
 ADMIN_USER_ID = "usr_admin"
-REGISTRY_ACTIONS = ("pull", "push")
-DEFAULT_REGISTRY_TTL_S = 15 * 60
-MAX_REGISTRY_TTL_S = 12 * 60 * 60
 
 
 @dataclass(frozen=True)
 class Principal:
     """Who made a request, after authentication."""
 
-    kind: str  # "user" | "host" | "registry_credential"
+    kind: str  # "user" | "host"
     id: str
     name: str
     tenant_id: str
-    # For registry credentials: the one repository, its actions and optional digest.
-    repository: str | None = None
-    actions: frozenset[str] = field(default_factory=frozenset)
-    artifact: str | None = None
 
 
 def hash_secret(secret: str) -> str:
@@ -138,92 +131,3 @@ class Authenticator:
         if row is None:
             raise Unauthenticated("the host credential is not valid")
         return Principal("host", row["id"], row["name"], row["tenant_id"])
-
-    # ---- registry credentials ------------------------------------------------------
-
-    def issue_registry_credential(
-        self,
-        tenant_id: str,
-        repository: str,
-        action: str,
-        artifact: str | None = None,
-        ttl_s: int = DEFAULT_REGISTRY_TTL_S,
-    ) -> tuple[dict, str]:
-        """A credential for one repository and action; push implies pull."""
-        if action not in REGISTRY_ACTIONS:
-            raise InvalidRequest(
-                f"action must be one of {', '.join(REGISTRY_ACTIONS)}, not {action!r}"
-            )
-        if not 1 <= ttl_s <= MAX_REGISTRY_TTL_S:
-            raise InvalidRequest(
-                f"ttl_s must be between 1 and {MAX_REGISTRY_TTL_S}, not {ttl_s}"
-            )
-        actions = ["pull", "push"] if action == "push" else ["pull"]
-        secret = new_secret("grc")
-        now = now_unix()
-        row = self._store.insert(
-            "registry_credentials",
-            {
-                "id": ids.new_id("registry_credential"),
-                "token_hash": hash_secret(secret),
-                "tenant_id": tenant_id,
-                "repository": repository,
-                "actions": actions,
-                "artifact": artifact,
-                "expires_at": now + ttl_s,
-                "created_at": now_rfc3339(),
-            },
-        )
-        # Expired rows are worthless; sweeping them here keeps the table small.
-        self._store.delete_where(
-            "registry_credentials", "expires_at < ?", (now - 3600,)
-        )
-        return row, secret
-
-    def authenticate_registry_credential(self, secret: str) -> Principal:
-        row = self._store.find_one(
-            "registry_credentials", token_hash=hash_secret(secret)
-        )
-        if row is None:
-            raise Unauthenticated("the registry credential is not valid")
-        if row["expires_at"] <= now_unix():
-            raise Unauthenticated("the registry credential has expired")
-        return Principal(
-            "registry_credential",
-            row["id"],
-            row["id"],
-            row["tenant_id"],
-            repository=row["repository"],
-            actions=frozenset(row["actions"]),
-            artifact=row["artifact"],
-        )
-
-    def authenticate_any(self, secret: str) -> Principal:
-        """A user API key or a registry credential, told apart by prefix."""
-        if secret.startswith("grc_"):
-            return self.authenticate_registry_credential(secret)
-        return self.authenticate_api_key(secret)
-
-
-def require_registry_access(
-    principal: Principal, repository: str | None, action: str, digest: str | None = None
-) -> None:
-    """Raise PermissionDenied unless `principal` may do `action` on `repository`."""
-    if principal.kind == "user":
-        return
-    if principal.kind != "registry_credential":
-        raise PermissionDenied("this credential cannot use the registry")
-    if repository is None or repository != principal.repository:
-        raise PermissionDenied(
-            f"the credential is scoped to repository {principal.repository!r}"
-        )
-    if action not in principal.actions:
-        raise PermissionDenied(f"the credential does not allow {action}")
-    if (
-        principal.artifact
-        and digest
-        and not hmac.compare_digest(principal.artifact, digest)
-    ):
-        raise PermissionDenied(
-            f"the credential is scoped to artifact {principal.artifact}"
-        )

@@ -1,9 +1,16 @@
 """Who may use the embedded registry: the control plane's RegistryAuthorizer.
 
-Clients present either a user API key (full access for its tenant) or a registry
-credential from `POST /api/registry/credentials` (one repository, pull or push, for a
-short time). Both travel as HTTP Basic, where the password is the secret and the
-username is ignored (`skopeo --creds any:SECRET`), or as a Bearer token.
+A request presents a secret as HTTP Basic (any username, the secret as password:
+`skopeo --creds any:SECRET`) or as a Bearer token; registry_credentials.py turns
+it into a grant. Without one, or with one that is not valid (expired, revoked), the
+answer is a 401 whose challenge sends token-flow clients to the realm:
+
+    WWW-Authenticate: Bearer realm="http://<host>/api/registry/token",
+                      service="gstacks-registry",scope="repository:<name>:pull,push"
+
+The realm's URL is built from the request's own Host, so it is right whatever
+address the client used. A valid grant that lacks the action gets 403 DENIED, with
+the same challenge and `error="insufficient_scope"` (RFC 6750 section 3.1).
 """
 
 from __future__ import annotations
@@ -13,12 +20,16 @@ import binascii
 
 from starlette.requests import Request
 
-from control_plane_lite.auth import Authenticator, Principal, require_registry_access
 from control_plane_lite.errors import PermissionDenied, Unauthenticated
 from control_plane_lite.registry.authorization import Action
 from control_plane_lite.registry.errors import RegistryDenied, RegistryUnauthorized
+from control_plane_lite.registry_credentials import (
+    SERVICE,
+    RegistryCredentials,
+    RegistryGrant,
+)
 
-CHALLENGE = 'Basic realm="gstacks-registry", charset="UTF-8"'
+TOKEN_PATH = "/api/registry/token"
 
 
 def presented_secret(request: Request) -> str | None:
@@ -37,37 +48,79 @@ def presented_secret(request: Request) -> str | None:
     return None
 
 
+def realm_url(request: Request) -> str:
+    """The token endpoint, as reachable at the address the client used."""
+    host = request.headers.get("host") or request.url.netloc
+    return f"{request.url.scheme}://{host}{TOKEN_PATH}"
+
+
+def challenge(
+    request: Request,
+    repository: str | None,
+    action: Action,
+    error: str | None = None,
+) -> str:
+    """A Bearer challenge naming the realm and the scope this request needs."""
+    parts = [f'realm="{realm_url(request)}"', f'service="{SERVICE}"']
+    if action == "catalog":
+        parts.append('scope="registry:catalog:*"')
+    elif repository is not None:
+        actions = "pull" if action == "pull" else "pull,push"
+        parts.append(f'scope="repository:{repository}:{actions}"')
+    if error is not None:
+        parts.append(f'error="{error}"')
+    return "Bearer " + ",".join(parts)
+
+
 class ControlPlaneRegistryAuthorizer:
-    """API keys and scoped registry credentials, checked against the store."""
+    """API keys, scoped registry credentials and tokens, checked per request."""
 
-    def __init__(self, authenticator: Authenticator) -> None:
-        self._auth = authenticator
+    def __init__(self, credentials: RegistryCredentials) -> None:
+        self._credentials = credentials
 
-    def principal(self, request: Request) -> Principal:
+    def grant(
+        self, request: Request, repository: str | None, action: Action
+    ) -> RegistryGrant:
+        """The grant of the request's secret; RegistryUnauthorized if there is none."""
         secret = presented_secret(request)
         if secret is None:
             raise RegistryUnauthorized(
-                "authentication required", www_authenticate=CHALLENGE
+                "authentication required",
+                www_authenticate=challenge(request, repository, action),
             )
         try:
-            return self._auth.authenticate_any(secret)
+            return self._credentials.authenticate(secret)
         except Unauthenticated as exc:
-            raise RegistryUnauthorized(exc.message, www_authenticate=CHALLENGE) from exc
+            raise RegistryUnauthorized(
+                exc.message,
+                www_authenticate=challenge(
+                    request, repository, action, "invalid_token"
+                ),
+            ) from exc
 
     async def authorize(
         self, request: Request, repository: str | None, action: Action
     ) -> None:
-        principal = self.principal(request)
+        grant = self.grant(request, repository, action)
         if repository is None and action == "pull":
             return  # `GET /v2/`: any valid credential may learn that it is valid
         wanted = "push" if action == "delete" else action
-        if action == "catalog" and principal.kind != "user":
-            raise RegistryDenied("registry credentials cannot list the catalog")
-        digest = _manifest_digest(request)
         try:
-            require_registry_access(principal, repository, wanted, digest)
+            if action == "catalog":
+                if not grant.everything:
+                    raise PermissionDenied(
+                        f"a registry {grant.kind} cannot list the catalog"
+                    )
+            else:
+                grant.require(repository, wanted, _manifest_digest(request))
         except PermissionDenied as exc:
-            raise RegistryDenied(exc.message) from exc
+            raise RegistryDenied(
+                exc.message,
+                detail={"repository": repository, "action": action},
+                www_authenticate=challenge(
+                    request, repository, action, "insufficient_scope"
+                ),
+            ) from exc
 
 
 def _manifest_digest(request: Request) -> str | None:

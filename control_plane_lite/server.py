@@ -22,19 +22,17 @@ from control_plane_lite import hypercorn_guard
 from control_plane_lite.agent_hub import AgentHub
 from control_plane_lite.api import build_app
 from control_plane_lite.artifacts import ArtifactCatalog
-from control_plane_lite.auth import (
-    DEFAULT_REGISTRY_TTL_S,
-    Authenticator,
-    Principal,
-)
+from control_plane_lite.auth import Authenticator
 from control_plane_lite.blueprints import BlueprintService
-from control_plane_lite.clock import rfc3339
-from control_plane_lite.errors import InvalidRequest
 from control_plane_lite.registry.app import build_registry_app
-from control_plane_lite.registry.errors import RegistryError
-from control_plane_lite.registry.names import Digest, validate_repository
-from control_plane_lite.registry.storage import FilesystemStorage
+from control_plane_lite.registry.maintenance import serve_registry_storage
+from control_plane_lite.registry.storage_config import S3Settings, open_storage
 from control_plane_lite.registry_access import ControlPlaneRegistryAuthorizer
+from control_plane_lite.registry_credentials import (
+    DEFAULT_TTL_S,
+    TOKEN_KEY_FILE,
+    RegistryCredentials,
+)
 from control_plane_lite.sandboxes import SandboxService
 from control_plane_lite.store import Store
 from control_plane_lite.terminals import TerminalService
@@ -53,6 +51,8 @@ class ControlPlaneConfig:
     port: int = DEFAULT_PORT
     # One line per HTTP request (hypercorn's access log format), when set.
     access_log: Path | None = None
+    # Registry storage: an S3-compatible bucket when set, else the state dir.
+    registry_s3: S3Settings | None = None
 
 
 class ControlPlane:
@@ -66,12 +66,16 @@ class ControlPlane:
         self.admin_key = self.authenticator.ensure_admin_key(
             config.state_dir / ADMIN_KEY_FILE
         )
-        self.registry_storage = FilesystemStorage(config.state_dir / "registry")
+        self.registry_storage = open_storage(config.state_dir, config.registry_s3)
         self.artifacts = ArtifactCatalog(
             self.registry_storage, f"{config.bind_host}:{config.port}"
         )
+        self.registry_credentials = RegistryCredentials(
+            self.store, self.authenticator, config.state_dir / TOKEN_KEY_FILE
+        )
         self.registry_app = build_registry_app(
-            self.registry_storage, ControlPlaneRegistryAuthorizer(self.authenticator)
+            self.registry_storage,
+            ControlPlaneRegistryAuthorizer(self.registry_credentials),
         )
         self.blueprints = BlueprintService(self.store, self.artifacts)
         self.hub = AgentHub(
@@ -110,90 +114,21 @@ class ControlPlane:
         return {
             "url": f"{self.artifacts.registry_url}/registry",
             "namespace": self.artifacts.namespace,
-            "storage_driver": "filesystem",
-            "s3_configured": False,
+            "storage_driver": self.registry_storage.driver,
+            "s3_configured": self.config.registry_s3 is not None,
             "digest_algorithms": ["sha256"],
             "digest_behavior": (
                 "content-addressed: blobs and manifests are verified against their sha256 "
                 "digest on upload and served by digest; artifacts are referenced by digest"
             ),
-            "default_credential_ttl_s": DEFAULT_REGISTRY_TTL_S,
-        }
-
-    def issue_registry_credential(
-        self, principal: Principal, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        repository, action = body.get("repository"), body.get("action", "pull")
-        artifact, ttl_s = (
-            body.get("artifact"),
-            body.get("ttl_s", DEFAULT_REGISTRY_TTL_S),
-        )
-        if not isinstance(repository, str):
-            raise InvalidRequest("repository is required and must be a string")
-        if not isinstance(action, str):
-            raise InvalidRequest("action must be 'pull' or 'push'")
-        # JSON has one number type: 60.0 is as whole a number of seconds as 60.
-        if isinstance(ttl_s, float) and ttl_s.is_integer():
-            ttl_s = int(ttl_s)
-        if not isinstance(ttl_s, int) or isinstance(ttl_s, bool):
-            raise InvalidRequest("ttl_s must be an integer number of seconds")
-        try:
-            validate_repository(repository)
-            if artifact is not None:
-                if not isinstance(artifact, str):
-                    raise InvalidRequest("artifact must be a digest string")
-                Digest.parse(artifact)
-        except RegistryError as exc:
-            raise InvalidRequest(exc.message) from exc
-        row, secret = self.authenticator.issue_registry_credential(
-            principal.tenant_id, repository, action, artifact, ttl_s
-        )
-        log.info(
-            "registry credential %s: %s on %s for %s, %ss",
-            row["id"],
-            "/".join(row["actions"]),
-            repository,
-            principal.name,
-            ttl_s,
-        )
-        return {
-            "registry": self.artifacts.registry_host,
-            "repository": repository,
-            "actions": row["actions"],
-            "artifact": artifact,
-            "username": "gstacks",
-            "password": secret,
-            "token": secret,
-            "expires_at": rfc3339(row["expires_at"]),
+            "default_credential_ttl_s": DEFAULT_TTL_S,
         }
 
     async def _issue_agent_credential(
         self, host_id: str, request: pb.RegistryCredentialRequest
     ) -> pb.RegistryCredential:
-        """Pull credentials for agents; they never get push rights."""
-        if request.action not in ("", "pull"):
-            raise InvalidRequest(
-                f"host {host_id} asked for {request.action!r}; agents may only pull"
-            )
-        host = self.store.get("hosts", host_id)
-        assert host is not None
-        try:
-            validate_repository(request.repository)
-        except RegistryError as exc:
-            raise InvalidRequest(exc.message) from exc
-        row, secret = self.authenticator.issue_registry_credential(
-            host["tenant_id"], request.repository, "pull", request.artifact or None
-        )
-        log.info(
-            "registry credential %s: pull on %s for host %s",
-            row["id"],
-            request.repository,
-            host_id,
-        )
-        return pb.RegistryCredential(
-            registry_url=self.artifacts.registry_url,
-            token=secret,
-            expires_at_unix=int(row["expires_at"]),
+        return await self.registry_credentials.issue_for_host(
+            host_id, request, self.artifacts.registry_url
         )
 
 
@@ -214,6 +149,7 @@ async def serve_control_plane(
     config.websocket_ping_interval = 20
     async with trio.open_nursery() as nursery:
         await nursery.start(cp.sandboxes.run)
+        nursery.start_soon(serve_registry_storage, cp.registry_storage)
         binds = await nursery.start(serve, cp.app, config)
         match = _BIND_RE.match(binds[0])
         address = match.group("address") if match else binds[0]

@@ -11,6 +11,7 @@ status 1; Ctrl-C and SIGTERM stop the daemon cleanly with status 0.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -146,6 +147,7 @@ async def run_standalone(
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve control plane and agent in one nursery; report the API address when ready."""
+    from control_plane_lite.registry.storage_config import S3Settings
     from control_plane_lite.server import (
         ControlPlane,
         ControlPlaneConfig,
@@ -154,7 +156,13 @@ async def run_standalone(
     from gstacks_agent.daemon import Agent
 
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cp = ControlPlane(ControlPlaneConfig(config.state_dir, bind_host, port, access_log))
+    # The registry keeps its content in S3 when GSTACKS_REGISTRY_S3_* say so.
+    registry_s3 = S3Settings.from_environment(os.environ)
+    cp = ControlPlane(
+        ControlPlaneConfig(
+            config.state_dir, bind_host, port, access_log, registry_s3=registry_s3
+        )
+    )
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_sigterm, nursery.cancel_scope)

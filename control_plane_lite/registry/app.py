@@ -22,9 +22,13 @@ the request into storage, never read whole, except manifests, capped at 4 MiB.
 Every URL in a Location or Link header is a path built on the request's
 `root_path`, so the app works mounted at `/registry` as well as at the root.
 
-Not done yet: the OCI 1.1 referrers endpoint (`/v2/<name>/referrers/<digest>`)
-answers 404 UNSUPPORTED and a manifest's `subject` field is stored but not
-indexed, so clients fall back to the referrers tag schema.
+The OCI 1.1 referrers API (`/v2/<name>/referrers/<digest>`) lists the manifests
+of the repository whose `subject` is the digest, as an image index, filtered by
+`artifactType` on request. Manifests never change once stored under their digest,
+so what each one refers to is read once and remembered; a listing costs one
+storage listing of the repository's manifests. A push of a manifest with a
+subject is answered with `OCI-Subject`, so clients know not to maintain the
+fallback referrers tag themselves.
 """
 
 from __future__ import annotations
@@ -51,11 +55,17 @@ from .errors import (
     ManifestBlobUnknown,
     ManifestInvalid,
     ManifestTooLarge,
+    ManifestUnknown,
     PaginationInvalid,
     RegistryError,
     Unsupported,
 )
-from .manifest import MAX_MANIFEST_BYTES, inspect_manifest
+from .manifest import (
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    ManifestReferences,
+    inspect_manifest,
+)
 from .names import Digest, is_digest_reference, validate_repository, validate_tag
 from .ranges import parse_blob_range, parse_content_range
 from .storage import BlobStorage, UploadStatus
@@ -66,6 +76,9 @@ log = logging.getLogger("gstacks.cp.registry")
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 Handler = Callable[[Request, str, str], Awaitable[Response]]
+
+# Manifest summaries kept for referrers listings before the cache starts over.
+_SUMMARY_CACHE_ENTRIES = 10_000
 
 
 def build_registry_app(
@@ -117,11 +130,14 @@ class _RegistryApi:
     def __init__(self, storage: BlobStorage, authorizer: RegistryAuthorizer) -> None:
         self.storage = storage
         self.authorizer = authorizer
+        # digest -> what that (immutable) manifest refers to, for referrers.
+        self._summaries: dict[Digest, tuple[ManifestReferences, int]] = {}
         # (endpoint, method) -> (action to authorize, handler). HEAD shares GET's
         # handler, which checks request.method to leave the body out.
         self.routes: dict[tuple[Endpoint, str], tuple[Action, Handler]] = {
             (Endpoint.CATALOG, "GET"): ("catalog", self.list_repositories),
             (Endpoint.TAGS, "GET"): ("pull", self.list_tags),
+            (Endpoint.REFERRERS, "GET"): ("pull", self.list_referrers),
             (Endpoint.MANIFEST, "GET"): ("pull", self.get_manifest),
             (Endpoint.MANIFEST, "HEAD"): ("pull", self.get_manifest),
             (Endpoint.MANIFEST, "PUT"): ("push", self.put_manifest),
@@ -232,18 +248,18 @@ class _RegistryApi:
             repository, digest, references.media_type, body, tag=tag
         )
         location = _url(request, f"/v2/{repository}/manifests/{digest}")
-        return Response(
-            status_code=201,
-            headers={"Location": location, "Docker-Content-Digest": str(digest)},
-        )
+        headers = {"Location": location, "Docker-Content-Digest": str(digest)}
+        if references.subject is not None:
+            headers["OCI-Subject"] = str(references.subject.digest)
+        return Response(status_code=201, headers=headers)
 
     async def delete_manifest(
         self, request: Request, repository: str, reference: str
     ) -> Response:
         """DELETE by digest removes the manifest and its tags; by tag, the tag.
 
-        Not done yet: the manifest's bytes stay under blobs/ until a garbage
-        collector exists; only the repository's link and tags go.
+        The manifest's bytes stay until the garbage collector finds nothing
+        referencing them (garbage.py); only the repository's link and tags go.
         """
         if is_digest_reference(reference):
             await self.storage.delete_manifest(repository, Digest.parse(reference))
@@ -396,6 +412,56 @@ class _RegistryApi:
                 pass  # already removed by a refused commit
 
     # Listings.
+
+    async def list_referrers(
+        self, request: Request, repository: str, argument: str
+    ) -> Response:
+        """GET the manifests whose subject is `argument`, as an OCI image index."""
+        subject = Digest.parse(argument)
+        wanted_type = request.query_params.get("artifactType")
+        descriptors = []
+        for digest in await self.storage.list_manifests(repository):
+            summary = await self._summary(repository, digest)
+            if summary is None or summary[0].subject is None:
+                continue
+            references, size = summary
+            if references.subject.digest != subject:
+                continue
+            if wanted_type is not None and references.artifact_type != wanted_type:
+                continue
+            descriptor: dict[str, object] = {
+                "mediaType": references.media_type,
+                "digest": str(digest),
+                "size": size,
+            }
+            if references.artifact_type is not None:
+                descriptor["artifactType"] = references.artifact_type
+            if references.annotations:
+                descriptor["annotations"] = references.annotations
+            descriptors.append(descriptor)
+
+        headers = {"Content-Type": OCI_INDEX}
+        if wanted_type is not None:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+        return JSONResponse(index, headers=headers, media_type=OCI_INDEX)
+
+    async def _summary(
+        self, repository: str, digest: Digest
+    ) -> tuple[ManifestReferences, int] | None:
+        """What manifest `digest` refers to, and its size; None if it is gone."""
+        cached = self._summaries.get(digest)
+        if cached is not None:
+            return cached
+        try:
+            stored = await self.storage.get_manifest(repository, digest)
+        except ManifestUnknown:
+            return None
+        summary = inspect_manifest(stored.body, stored.media_type), len(stored.body)
+        if len(self._summaries) >= _SUMMARY_CACHE_ENTRIES:
+            self._summaries.clear()
+        self._summaries[digest] = summary
+        return summary
 
     async def list_tags(
         self, request: Request, repository: str, argument: str

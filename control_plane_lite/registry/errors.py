@@ -24,14 +24,17 @@
     ├── EndpointUnknown                UNSUPPORTED, 404: a path that names no endpoint
     ├── TooManyRequests                TOOMANYREQUESTS, 429
     ├── RegistryUnauthorized           UNAUTHORIZED, 401, with a WWW-Authenticate value
-    └── RegistryDenied                 DENIED, 403
+    ├── RegistryDenied                 DENIED, 403
+    ├── StorageUnavailable             UNKNOWN, 503: the object store cannot be reached
+    └── StorageFailed                  UNKNOWN, 500: the object store refused a call
 
 The codes are those of the OCI distribution spec ("Error Codes" table), which spells
 the rate-limit code TOOMANYREQUESTS. Three come from the Docker Registry HTTP API v2
 error list that clients also understand: TAG_INVALID, RANGE_INVALID and
-PAGINATION_NUMBER_INVALID. Every class also subclasses the agent's base error that
-names the same cause (NotFound, InvalidArgument, ...), so code outside the registry
-can catch them without knowing the registry.
+PAGINATION_NUMBER_INVALID. Storage failures have no code of their own in the spec
+and answer UNKNOWN, its code for anything else. Every class also subclasses the
+agent's base error that names the same cause (NotFound, InvalidArgument, ...), so
+code outside the registry can catch them without knowing the registry.
 
 The ASGI app renders any RegistryError once, at its edge, with `body()`.
 """
@@ -210,7 +213,40 @@ class RegistryUnauthorized(RegistryError):
 
 
 class RegistryDenied(RegistryError):
-    """A valid credential that does not grant the requested action."""
+    """A valid credential that does not grant the requested action.
+
+    `www_authenticate`, when given, repeats the Bearer challenge with
+    `error="insufficient_scope"` (RFC 6750 section 3.1), naming the scope needed.
+    """
 
     code = "DENIED"
     status = 403
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        detail: Any = None,
+        www_authenticate: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.www_authenticate = www_authenticate
+
+    def headers(self) -> dict[str, str]:
+        if self.www_authenticate is None:
+            return {}
+        return {"WWW-Authenticate": self.www_authenticate}
+
+
+class StorageUnavailable(RegistryError, Unavailable):
+    """The storage backend did not answer (network failure, timeout, 5xx)."""
+
+    code = "UNKNOWN"
+    status = 503
+
+
+class StorageFailed(RegistryError):
+    """The storage backend refused a call we expected to succeed."""
+
+    code = "UNKNOWN"
+    status = 500

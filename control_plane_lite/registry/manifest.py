@@ -9,7 +9,7 @@ Manifests": MANIFEST_BLOB_UNKNOWN). This module is pure: bytes in, a summary out
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DigestInvalid, ManifestInvalid
@@ -54,11 +54,18 @@ class Descriptor:
 
 @dataclass(frozen=True, slots=True)
 class ManifestReferences:
-    """What a manifest points at: blobs in the same repository, child manifests."""
+    """What a manifest points at: blobs in the same repository, child manifests.
+
+    `subject` is the manifest this one refers to (OCI 1.1 referrers), if any;
+    `artifact_type` and `annotations` describe it in a referrers listing.
+    """
 
     media_type: str
     blobs: tuple[Descriptor, ...]
     manifests: tuple[Descriptor, ...]
+    subject: Descriptor | None = None
+    artifact_type: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 def media_type_of(content_type: str | None) -> str | None:
@@ -113,7 +120,30 @@ def inspect_manifest(body: bytes, content_type: str | None) -> ManifestReference
     manifests: tuple[Descriptor, ...] = ()
     if media_type in INDEX_TYPES or "manifests" in document:
         manifests = _descriptor_list(document.get("manifests"), "manifests")
-    return ManifestReferences(media_type, tuple(blobs), manifests)
+
+    subject = None
+    if document.get("subject") is not None:
+        subject = _descriptor(document["subject"], "subject")
+    # OCI image spec, "Image Manifest": with no artifactType, the config's media
+    # type says what kind of artifact this is.
+    artifact_type = document.get("artifactType")
+    if artifact_type is not None and not isinstance(artifact_type, str):
+        raise ManifestInvalid("manifest artifactType must be a string")
+    if artifact_type is None and media_type in IMAGE_MANIFEST_TYPES:
+        artifact_type = blobs[0].media_type
+    annotations = document.get("annotations") or {}
+    if not isinstance(annotations, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise ManifestInvalid("manifest annotations must map strings to strings")
+    return ManifestReferences(
+        media_type,
+        tuple(blobs),
+        manifests,
+        subject=subject,
+        artifact_type=artifact_type,
+        annotations=annotations,
+    )
 
 
 def _descriptor_list(value: Any, field: str) -> tuple[Descriptor, ...]:

@@ -77,6 +77,23 @@ class UploadStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """A blob's bytes as stored: its size and when they were last written."""
+
+    digest: Digest
+    size: int
+    modified_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BlobLink:
+    """A repository's link to a blob, and when it was made."""
+
+    digest: Digest
+    linked_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class StoredManifest:
     """A manifest exactly as it was pushed, with the media type it was pushed as."""
 
@@ -90,7 +107,14 @@ class BlobStorage(Protocol):
 
     Names, tags and digests arrive already validated (names.py). Methods raise the
     registry's errors (BlobUnknown, ManifestUnknown, ...) for missing things.
+    `driver` names the driver for discovery ("filesystem", "s3").
     """
+
+    driver: str
+
+    async def aclose(self) -> None:
+        """Release connections; the stored content is untouched."""
+        ...
 
     async def stat_blob(self, repository: str, digest: Digest) -> int:
         """Size of a blob linked into `repository`; BlobUnknown if it is not."""
@@ -193,6 +217,24 @@ class BlobStorage(Protocol):
         """Delete upload sessions started more than `older_than_s` ago."""
         ...
 
+    # What the garbage collector (garbage.py) walks and removes.
+
+    async def list_manifests(self, repository: str) -> list[Digest]:
+        """Digests of every manifest linked into `repository`."""
+        ...
+
+    async def list_blob_links(self, repository: str) -> list[BlobLink]:
+        """Every blob linked into `repository`, with when each link was made."""
+        ...
+
+    async def list_blobs(self) -> list[StoredBlob]:
+        """Every stored blob and manifest body, whatever links to it."""
+        ...
+
+    async def delete_blob(self, digest: Digest) -> None:
+        """Remove a blob's bytes; links to it must be removed first."""
+        ...
+
 
 @dataclass(slots=True)
 class _RunningHash:
@@ -205,6 +247,8 @@ class _RunningHash:
 class FilesystemStorage:
     """BlobStorage on a local directory; see the module essay for its layout."""
 
+    driver = "filesystem"
+
     def __init__(self, root: Path, *, chunk_size: int = 1 * MIB) -> None:
         if not root.is_absolute():
             raise ValueError(f"root must be absolute, not {str(root)!r}")
@@ -216,6 +260,9 @@ class FilesystemStorage:
         self._busy: set[str] = set()
         for folder in ("blobs/sha256", "repositories", "uploads"):
             (root / folder).mkdir(parents=True, exist_ok=True)
+
+    async def aclose(self) -> None:
+        return None
 
     # Paths. Inputs are validated by names.py, so joining them is safe.
 
@@ -285,8 +332,8 @@ class FilesystemStorage:
         await trio.to_thread.run_sync(_write_file_atomically, link, b"")
 
     async def unlink_blob(self, repository: str, digest: Digest) -> None:
-        # The blob's bytes stay under blobs/: another repository may link them.
-        # Not done yet: no garbage collection removes bytes nothing links to.
+        # The blob's bytes stay under blobs/: another repository may link them;
+        # the garbage collector removes them once nothing references them.
         link = self._blob_link(repository, digest)
         try:
             await trio.to_thread.run_sync(link.unlink)
@@ -319,7 +366,7 @@ class FilesystemStorage:
             f"no upload {upload_id!r} in repository {repository}",
             detail={"uuid": upload_id},
         )
-        if not _is_canonical_uuid(upload_id):
+        if not is_canonical_uuid(upload_id):
             raise unknown
         folder = self._upload_path(upload_id)
 
@@ -442,8 +489,8 @@ class FilesystemStorage:
             log.info("purged %d upload sessions older than %ss", purged, older_than_s)
         return purged
 
-    def _claim(self, upload_id: str) -> _UploadClaim:
-        return _UploadClaim(self._busy, upload_id)
+    def _claim(self, upload_id: str) -> UploadClaim:
+        return UploadClaim(self._busy, upload_id)
 
     async def _remove_upload(self, upload_id: str) -> None:
         self._hashes.pop(upload_id, None)
@@ -631,8 +678,57 @@ class FilesystemStorage:
 
         return await trio.to_thread.run_sync(walk)
 
+    # Garbage collection.
 
-class _UploadClaim:
+    async def list_manifests(self, repository: str) -> list[Digest]:
+        folder = self._repository_path(repository) / "_manifests"
+        names = await trio.to_thread.run_sync(_list_names, folder)
+        return [Digest(hex=name) for name in sorted(names)]
+
+    async def list_blob_links(self, repository: str) -> list[BlobLink]:
+        folder = self._repository_path(repository) / "_blobs"
+
+        def scan() -> list[BlobLink]:
+            links = []
+            for name in _list_names(folder):
+                try:
+                    linked_at = (folder / name).stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                links.append(BlobLink(Digest(hex=name), linked_at))
+            return links
+
+        return await trio.to_thread.run_sync(scan)
+
+    async def list_blobs(self) -> list[StoredBlob]:
+        folder = self.root / "blobs" / "sha256"
+
+        def scan() -> list[StoredBlob]:
+            blobs = []
+            for entry in os.scandir(folder):
+                if entry.name.startswith("."):
+                    continue  # a manifest being written (_write_file_atomically)
+                try:
+                    info = entry.stat()
+                except FileNotFoundError:
+                    continue
+                blobs.append(
+                    StoredBlob(Digest(hex=entry.name), info.st_size, info.st_mtime)
+                )
+            return blobs
+
+        return await trio.to_thread.run_sync(scan)
+
+    async def delete_blob(self, digest: Digest) -> None:
+        path = self._blob_path(digest)
+        try:
+            await trio.to_thread.run_sync(path.unlink)
+        except FileNotFoundError:
+            return
+        log.info("blob %s deleted", digest)
+
+
+class UploadClaim:
     """Marks an upload as being written, refusing a second concurrent writer."""
 
     def __init__(self, busy: set[str], upload_id: str) -> None:
@@ -651,7 +747,7 @@ class _UploadClaim:
         self._busy.discard(self._upload_id)
 
 
-def _is_canonical_uuid(text: str) -> bool:
+def is_canonical_uuid(text: str) -> bool:
     try:
         return str(uuid.UUID(text)) == text
     except ValueError:

@@ -2,10 +2,10 @@
 
 Repository names may contain slashes, so no fixed route pattern can find where the
 name ends. The OCI distribution spec fixes what follows it instead: `/manifests/
-<reference>`, `/blobs/<digest>`, `/blobs/uploads/[<uuid>]` or `/tags/list`. This
-module matches those suffixes from the right; neither a reference, a digest nor an
-upload id contains a slash, so the last match wins and a repository named
-`lab/blobs` or `a/manifests/b` still parses.
+<reference>`, `/blobs/<digest>`, `/blobs/uploads/[<uuid>]`, `/tags/list` or
+`/referrers/<digest>`. This module matches those suffixes from the right; neither
+a reference, a digest nor an upload id contains a slash, so the last match wins
+and a repository named `lab/blobs` or `a/manifests/b` still parses.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class Endpoint(enum.Enum):
     BLOB = "blob"
     UPLOADS = "uploads"
     UPLOAD = "upload"
+    REFERRERS = "referrers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class RegistryPath:
 # otherwise read as a blob named "uploads" in a repository.
 _PATTERNS = (
     (Endpoint.TAGS, re.compile(r"(?P<name>.+)/tags/list")),
+    (Endpoint.REFERRERS, re.compile(r"(?P<name>.+)/referrers/(?P<arg>[^/]+)")),
     (Endpoint.MANIFEST, re.compile(r"(?P<name>.+)/manifests/(?P<arg>[^/]+)")),
     (Endpoint.UPLOADS, re.compile(r"(?P<name>.+)/blobs/uploads/?")),
     (Endpoint.UPLOAD, re.compile(r"(?P<name>.+)/blobs/uploads/(?P<arg>[^/]+)")),

@@ -24,6 +24,10 @@ import trio
 from hypercorn.config import Config
 
 from control_plane_lite.registry import FilesystemStorage
+from control_plane_lite.registry.s3_client import S3Credentials
+from control_plane_lite.registry.storage_config import S3Settings, open_storage
+
+from .s3_server import running_s3_gateway
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -159,3 +163,33 @@ def skopeo(tmp_path):
         return result
 
     return run
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One juicefs S3 gateway for the session; each test takes its own bucket."""
+    with running_s3_gateway(tmp_path_factory.mktemp("s3-gateway")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_settings(s3_server, request):
+    """S3Settings for a bucket of this test's own (created by `s3_storage`)."""
+    bucket = "t-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:20]
+    return S3Settings(
+        endpoint=s3_server.endpoint,
+        bucket=bucket,
+        credentials=S3Credentials(s3_server.access_key, s3_server.secret_key),
+        prefix="registry",
+    )
+
+
+@pytest.fixture
+async def s3_storage(s3_settings):
+    """An S3Storage on a fresh bucket, closed after the test."""
+    storage = open_storage(Path("/nonexistent"), s3_settings)
+    try:
+        await storage.client.create_bucket()
+        yield storage
+    finally:
+        await storage.aclose()
