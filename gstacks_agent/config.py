@@ -4,9 +4,17 @@
     control_plane_url: https://cp.example   # optional; default: the URL enrolled with
     runc_root: /run/gstacks/runc         # runc's state; only our containers live here
     log_level: INFO
+    volumes:                             # the shared JuiceFS filesystem of volumes
+      meta_url: redis://meta.example:6379/1  # default: SQLite under state_dir/juicefs
+      storage: s3                        # default: file (local, under the state dir)
+      bucket: https://bucket.s3.example/gstacks
+      access_key: ...                    # or ACCESS_KEY / SECRET_KEY in the environment
+      secret_key: ...
+      name: gstacks                      # the filesystem's name when it is formatted
 
 Each key may be overridden by `GSTACKS_<KEY>` in the environment (for example
-`GSTACKS_STATE_DIR`), which is how systemd environment files tune one host.
+`GSTACKS_STATE_DIR`), which is how systemd environment files tune one host; the
+`volumes` section as a whole, by an inline YAML mapping in `GSTACKS_VOLUMES`.
 """
 
 from __future__ import annotations
@@ -26,12 +34,44 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class VolumesConfig:
+    """Where the host's shared volume filesystem keeps its metadata and data.
+
+    Hosts given the same `meta_url` and storage share one filesystem, hence one
+    set of volumes. None of this reaches the public API.
+    """
+
+    # None: SQLite at <state_dir>/juicefs/meta.db, for this host alone.
+    meta_url: str | None = None
+    storage: str = "file"
+    # None with file storage: <state_dir>/juicefs/data/.
+    bucket: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    name: str = "gstacks"
+
+    @classmethod
+    def from_mapping(cls, values: object) -> VolumesConfig:
+        if not isinstance(values, dict):
+            raise ConfigError("volumes must be a mapping of settings")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown volumes settings: {', '.join(unknown)}")
+        for key, value in values.items():
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"volumes.{key} must be a string, not {value!r}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     state_dir: Path = Path("/var/lib/gstacks")
     # None: connect to the URL recorded in the host identity when it enrolled.
     control_plane_url: str | None = None
     runc_root: Path = Path("/run/gstacks/runc")
     log_level: str = "INFO"
+    volumes: VolumesConfig = VolumesConfig()
 
     @property
     def identity_dir(self) -> Path:
@@ -65,7 +105,13 @@ def load_config(
         raise ConfigError(f"{file}: unknown settings: {', '.join(unknown)}")
     for name in known:
         env_value = environ.get(f"GSTACKS_{name.upper()}")
-        if env_value:
+        if env_value and name == "volumes":
+            # A section: the variable holds an inline YAML mapping.
+            try:
+                values[name] = yaml.safe_load(env_value)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"GSTACKS_VOLUMES: not valid YAML: {exc}") from exc
+        elif env_value:
             values[name] = env_value
 
     for name in ("state_dir", "runc_root"):
@@ -75,6 +121,8 @@ def load_config(
                 raise ConfigError(
                     f"{name} must be an absolute path, not {str(values[name])!r}"
                 )
+    if "volumes" in values:
+        values["volumes"] = VolumesConfig.from_mapping(values["volumes"])
     url = values.get("control_plane_url")
     if url is not None and not str(url).startswith(("http://", "https://")):
         raise ConfigError(

@@ -214,8 +214,11 @@ class SandboxManager:
         command: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
         hostname: str | None = None,
+        extra_mounts: Sequence[Mapping[str, Any]] = (),
     ) -> SandboxInfo:
         """Start a sandbox running `image`; returns it once its process runs.
+
+        `extra_mounts` are runtime-spec mounts added to the fixed ones (volumes).
 
         Idempotent: if `sandbox_id` already holds a sandbox of the same image,
         its info is returned as it is; another image raises SandboxIdTaken.
@@ -250,7 +253,7 @@ class SandboxManager:
             try:
                 bundle.mkdir(parents=True)
                 _write_json_atomic(bundle / "sandbox.json", asdict(info))
-                pid = await self._start(record, image, command, env)
+                pid = await self._start(record, image, command, env, extra_mounts)
             except BaseException:
                 log.warning("sandbox %s: create failed; cleaning up", sandbox_id)
                 self._sandboxes.pop(sandbox_id, None)
@@ -311,6 +314,7 @@ class SandboxManager:
         image: PulledImageLike,
         command: Sequence[str] | None,
         env: Mapping[str, str] | None,
+        extra_mounts: Sequence[Mapping[str, Any]] = (),
     ) -> int:
         sandbox_id = record.info.sandbox_id
         bundle = record.bundle
@@ -335,6 +339,7 @@ class SandboxManager:
             passwd=passwd or "",
             group=group or "",
             cgroups_path=f"/{self._cgroup_parent}/{sandbox_id}",
+            extra_mounts=extra_mounts,
         )
         _write_json_atomic(bundle / "config.json", spec)
 

@@ -98,12 +98,15 @@ def build_runtime_spec(
     passwd: str = "",
     group: str = "",
     cgroups_path: str | None = None,
+    extra_mounts: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Return the runtime-spec config for one sandbox, ready for `json.dump`.
 
     `image_config` is the image's config JSON (the object with a "config" key).
     `passwd` and `group` are the texts of the rootfs's /etc/passwd and /etc/group
     ("" when absent). The root path is "rootfs", relative to the bundle.
+    `extra_mounts` (volumes' bind mounts) come after the fixed ones, so that
+    they land on the sandbox's own tree and never under /proc or /dev.
     """
     run_config = image_config.get("config") or {}
     if not isinstance(run_config, Mapping):
@@ -114,7 +117,7 @@ def build_runtime_spec(
         "process": _process(run_config, command, env, passwd, group),
         "root": {"path": "rootfs", "readonly": False},
         "hostname": check_hostname(hostname),
-        "mounts": _mounts(),
+        "mounts": _mounts() + [dict(m) for m in extra_mounts],
         "linux": _linux(cgroups_path),
     }
 
