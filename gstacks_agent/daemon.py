@@ -45,6 +45,12 @@ from gstacks_agent.rpc_dispatch import RequestContext, RequestDispatcher
 from gstacks_agent.sandboxes.manager import SandboxInfo, SandboxManager
 from gstacks_agent.sandboxes.runc import Runc
 from gstacks_agent.terminals.manager import TerminalManager
+from gstacks_agent.volumes import (
+    VolumeManager,
+    attachment_of,
+    filesystem_status_message,
+    register_volume_handlers,
+)
 from gstacks_proto import pb
 from gstacks_proto.channel_state import ProtocolError, Role
 from gstacks_proto.rpc_peer import ChannelClosed, RpcPeer
@@ -123,6 +129,14 @@ class Agent:
         self.sandboxes = SandboxManager(
             config.state_dir, self.runc, on_state_change=self._sandbox_changed
         )
+        self.volumes = VolumeManager(
+            config.state_dir,
+            config.volumes,
+            self.sandboxes,
+            on_filesystem_change=lambda _: self._outbox_send.send_nowait(
+                pb.Envelope(heartbeat=self._heartbeat())
+            ),
+        )
         self._registry_clients: dict[str, RegistryClient] = {}
         self._credentials: dict[str, tuple[str, float]] = {}
         self._peer: RpcPeer | None = None
@@ -145,6 +159,7 @@ class Agent:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.sandboxes.serve)
+                await nursery.start(self.volumes.serve)
                 await nursery.start(self.terminals.serve)
                 task_status.started()
                 await self._connect_forever()
@@ -250,14 +265,15 @@ class Agent:
     async def _heartbeats(self, peer: RpcPeer, interval_s: int) -> None:
         while True:
             await trio.sleep(interval_s)
-            overview = host_overview(self.config.state_dir, len(self.sandboxes.list()))
-            await peer.notify(
-                pb.Envelope(
-                    heartbeat=pb.Heartbeat(
-                        overview=overview, cached_images=self._cached_images()
-                    )
-                )
-            )
+            await peer.notify(pb.Envelope(heartbeat=self._heartbeat()))
+
+    def _heartbeat(self) -> pb.Heartbeat:
+        overview = host_overview(self.config.state_dir, len(self.sandboxes.list()))
+        return pb.Heartbeat(
+            overview=overview,
+            cached_images=self._cached_images(),
+            volume_filesystem=filesystem_status_message(self.volumes.filesystem.state),
+        )
 
     def _sandbox_changed(self, info: SandboxInfo) -> None:
         change = pb.SandboxStatusChanged(sandbox=sandbox_info_message(info))
@@ -276,6 +292,7 @@ class Agent:
         register("sandbox_list", self._handle_sandbox_list)
         register("sandbox_delete", self._handle_sandbox_delete)
         register("image_pull", self._handle_image_pull)
+        register_volume_handlers(self.dispatcher, self.volumes)
         register("terminal_open", self._handle_terminal_open)
         register("terminal_attach", self._handle_terminal_attach)
         register("terminal_detach", self._handle_terminal_detach)
@@ -306,6 +323,7 @@ class Agent:
         existed = await self.sandboxes.delete(
             request.sandbox_id, grace_s=request.grace_s or 5
         )
+        self.volumes.forget_sandbox(request.sandbox_id)
         deleted = pb.SandboxDeleted(sandbox_id=request.sandbox_id, existed=existed)
         return pb.Envelope(sandbox_deleted=deleted)
 
@@ -371,13 +389,25 @@ class Agent:
 
     async def _create_sandbox(self, request: pb.SandboxCreate) -> SandboxInfo:
         pulled = await self._pull(request.image, sandbox_id=request.sandbox_id)
-        return await self.sandboxes.create(
+        mounts = self.volumes.sandbox_mounts(
             request.sandbox_id,
-            pulled,
-            command=list(request.command) or None,
-            env=dict(request.env) or None,
-            hostname=request.hostname or None,
+            [attachment_of(request.sandbox_id, m) for m in request.volumes],
         )
+        try:
+            return await self.sandboxes.create(
+                request.sandbox_id,
+                pulled,
+                command=list(request.command) or None,
+                env=dict(request.env) or None,
+                hostname=request.hostname or None,
+                extra_mounts=mounts,
+            )
+        except BaseException:
+            if mounts and request.sandbox_id not in {
+                s.sandbox_id for s in self.sandboxes.list()
+            }:
+                self.volumes.forget_sandbox(request.sandbox_id)
+            raise
 
     async def _pull(self, image: pb.ImageRef, sandbox_id: str) -> PulledImage:
         if not image.registry_url or not image.repository or not image.digest:
