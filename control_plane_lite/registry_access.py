@@ -27,6 +27,7 @@ from control_plane_lite.registry_credentials import (
     SERVICE,
     RegistryCredentials,
     RegistryGrant,
+    is_token,
 )
 
 TOKEN_PATH = "/api/registry/token"
@@ -73,16 +74,26 @@ def challenge(
 
 
 class ControlPlaneRegistryAuthorizer:
-    """API keys, scoped registry credentials and tokens, checked per request."""
+    """API keys, scoped registry credentials and tokens, checked per request.
 
-    def __init__(self, credentials: RegistryCredentials) -> None:
+    With `tokens_only`, secrets other than realm tokens get the 401 challenge, so
+    every client goes through the token flow (long-lived secrets then only ever
+    reach the realm).
+    """
+
+    def __init__(
+        self, credentials: RegistryCredentials, *, tokens_only: bool = False
+    ) -> None:
         self._credentials = credentials
+        self._tokens_only = tokens_only
 
     def grant(
         self, request: Request, repository: str | None, action: Action
     ) -> RegistryGrant:
         """The grant of the request's secret; RegistryUnauthorized if there is none."""
         secret = presented_secret(request)
+        if secret is not None and self._tokens_only and not is_token(secret):
+            secret = None
         if secret is None:
             raise RegistryUnauthorized(
                 "authentication required",

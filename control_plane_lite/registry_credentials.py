@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,10 @@ TOKEN_KEY_FILE = "registry-token-key"
 CREDENTIAL_FIELDS = frozenset({"repository", "action", "artifact", "ttl_s"})
 
 _TOKEN_PREFIX = "grt_"
+# Docker registry token spec, "Scope": type ":" name ":" actions.
+_SCOPE_RE = re.compile(
+    r"(?P<type>[a-z0-9]+):(?P<name>[A-Za-z0-9._/:-]+):(?P<actions>[a-z*]+(?:,[a-z*]+)*)"
+)
 _CREDENTIAL_PREFIX = "grc_"
 
 
@@ -122,17 +127,20 @@ def parse_scopes(texts: Iterable[str]) -> list[Scope]:
     """Parse scope strings, each possibly holding several space-separated scopes.
 
     The name may itself hold ':' (a registry host with a port), so the type is cut
-    from the left and the actions from the right. Malformed entries are skipped:
-    a token server grants what it understands and leaves the rest out.
+    from the left and the actions from the right. A string outside that grammar
+    raises ValueError; a well-formed scope this registry does not know (another
+    resource type, an invalid repository name) is granted nothing later.
     """
     scopes = []
     for text in texts:
-        for item in text.split():
-            resource_type, _, rest = item.partition(":")
-            name, _, actions = rest.rpartition(":")
-            if resource_type and name and actions:
-                wanted = frozenset(a for a in actions.split(",") if a)
-                scopes.append(Scope(resource_type, name, wanted))
+        for item in text.split(" "):
+            match = _SCOPE_RE.fullmatch(item)
+            if match is None:
+                raise ValueError(
+                    f"scope {item!r} is not '<type>:<name>:<action>[,<action>]'"
+                )
+            wanted = frozenset(match["actions"].split(","))
+            scopes.append(Scope(match["type"], match["name"], wanted))
     return scopes
 
 
@@ -145,6 +153,11 @@ def _normalize_actions(actions: Iterable[str]) -> frozenset[str]:
         elif action == "pull":
             normal.add("pull")
     return frozenset(normal)
+
+
+def is_token(secret: str) -> bool:
+    """True for a realm token (as opposed to an API key or a credential)."""
+    return secret.startswith(_TOKEN_PREFIX)
 
 
 class RegistryCredentials:

@@ -589,6 +589,60 @@ def registry_credential(invocation: Invocation, repository: str, action: str) ->
     invocation.show(invocation.client.post(api_path("registry", "credentials"), body))
 
 
+@registry.command("repositories")
+@pass_invocation
+def registry_repositories(invocation: Invocation) -> None:
+    """List the registry's repositories and their tags."""
+    items = invocation.client.list_all(api_path("registry", "repositories"))
+    columns = [
+        output.field("name", "REPOSITORY"),
+        Column("TAGS", lambda r: ", ".join(r["tags"]) or output.MISSING),
+    ]
+    invocation.show_list(items, columns)
+
+
+@registry.command("artifacts")
+@pass_invocation
+def registry_artifacts(invocation: Invocation) -> None:
+    """List published blueprint artifacts (kept after their blueprint is deleted)."""
+    items = invocation.client.list_all(api_path("registry", "artifacts"))
+    columns = [
+        output.field("repository"),
+        output.field("digest"),
+        Column("SIZE", lambda a: output.format_bytes(a["size"])),
+        output.field("blueprint_id", "BLUEPRINT"),
+    ]
+    invocation.show_list(items, columns)
+
+
+@registry.command("gc")
+@click.option(
+    "--min-age",
+    "min_age_s",
+    type=click.FloatRange(min=0),
+    default=3600,
+    show_default=True,
+    help="Keep blobs written or linked less than this many seconds ago.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Report what would be freed, free nothing."
+)
+@pass_invocation
+def registry_gc(invocation: Invocation, min_age_s: float, dry_run: bool) -> None:
+    """Delete blobs no manifest references; report the blobs and bytes freed."""
+    body = {"min_age_s": min_age_s, "dry_run": dry_run}
+    report = invocation.client.post(api_path("registry", "gc"), body)
+    if invocation.json_output:
+        invocation.show(report)
+        return
+    verb = "would free" if report["dry_run"] else "freed"
+    click.echo(
+        f"{verb} {report['blobs_deleted']} blobs, "
+        f"{output.format_bytes(report['bytes_freed'])} "
+        f"({report['bytes_freed']} bytes); {report['blobs_kept']} blobs kept"
+    )
+
+
 def main() -> None:
     """Console-script entry point of `gstacks`."""
     cli(prog_name="gstacks")

@@ -19,7 +19,7 @@ from control_plane_lite.http_edge import (
 )
 from control_plane_lite.registry.garbage import DEFAULT_MIN_AGE_S, GarbageCollector
 from control_plane_lite.registry_access import TOKEN_PATH, presented_secret
-from control_plane_lite.registry_credentials import parse_scopes
+from control_plane_lite.registry_credentials import RegistryCredentials, parse_scopes
 
 if TYPE_CHECKING:
     from control_plane_lite.server import ControlPlane
@@ -45,18 +45,6 @@ def routes(cp: ControlPlane) -> list[BaseRoute]:
             await json_body(request),
         )
         return JSONResponse(issued, status_code=201)
-
-    async def registry_token(request: Request) -> Response:
-        # The realm of the token flow: Basic or Bearer with any registry secret.
-        secret = presented_secret(request)
-        if secret is None:
-            raise Unauthenticated(
-                "log in with HTTP Basic (password: an API key or a registry "
-                "credential) or a Bearer secret"
-            )
-        grant = cp.registry_credentials.authenticate(secret)
-        scopes = parse_scopes(request.query_params.getlist("scope"))
-        return JSONResponse(cp.registry_credentials.issue_token(grant, scopes))
 
     async def list_repositories(request: Request) -> Response:
         authenticate_user(cp, request)
@@ -109,7 +97,7 @@ def routes(cp: ControlPlane) -> list[BaseRoute]:
     return [
         resource("/api/registry", GET=registry_info),
         resource("/api/registry/credentials", POST=registry_credentials),
-        resource(TOKEN_PATH, TOKEN_QUERY, GET=registry_token),
+        token_route(cp.registry_credentials),
         resource("/api/registry/repositories", PAGE_QUERY, GET=list_repositories),
         resource("/api/registry/artifacts", PAGE_QUERY, GET=list_artifacts),
         resource("/api/registry/gc", POST=collect_garbage),
@@ -118,6 +106,26 @@ def routes(cp: ControlPlane) -> list[BaseRoute]:
         Mount("/registry", app=cp.registry_app),
         Route("/v2/{path:path}", cp.registry_app),
     ]
+
+
+def token_route(credentials: RegistryCredentials) -> BaseRoute:
+    """The realm of the token flow: Basic or Bearer with any registry secret."""
+
+    async def registry_token(request: Request) -> Response:
+        secret = presented_secret(request)
+        if secret is None:
+            raise Unauthenticated(
+                "log in with HTTP Basic (password: an API key or a registry "
+                "credential) or a Bearer secret"
+            )
+        grant = credentials.authenticate(secret)
+        try:
+            scopes = parse_scopes(request.query_params.getlist("scope"))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        return JSONResponse(credentials.issue_token(grant, scopes))
+
+    return resource(TOKEN_PATH, TOKEN_QUERY, GET=registry_token)
 
 
 def _page(items: list[dict[str, Any]], limit: int, key: Any) -> JSONResponse:

@@ -5,12 +5,16 @@ Two requests are all a pull needs:
     GET /v2/<name>/manifests/<reference>   reference is a tag or a digest
     GET /v2/<name>/blobs/<digest>          may redirect to object storage
 
-Every request carries `Authorization: Bearer <token>` when the credentials callback
-returns a token for the repository; the control plane hands out those tokens, so the
-token dance of the Docker auth spec (401 + `WWW-Authenticate: Bearer realm=...`, then
-a GET on the realm) is not done here: a 401 or 403 raises `RegistryUnauthorized`,
-naming the realm so the operator sees who asked. httpx drops the Authorization header
-itself when a blob redirect leaves the registry's origin.
+Every request carries `Authorization: Bearer <secret>` when the credentials callback
+returns a secret for the repository (the control plane hands agents a pull credential
+its registry accepts directly). A registry that wants the token flow of the Docker
+registry auth spec answers 401 with `WWW-Authenticate: Bearer realm=...,service=...,
+scope=...`; the client then GETs the realm with the secret as HTTP Basic password,
+keeps the short-lived token it gets for that repository until just before it
+expires, and repeats the request once with it. A second 401, or a 403, raises
+`RegistryUnauthorized` naming the challenge, so the operator sees who refused. httpx
+drops the Authorization header itself when a blob redirect leaves the registry's
+origin.
 
 Content is never trusted: a manifest fetched by digest must hash to it, one fetched by
 tag must hash to the `Docker-Content-Digest` the registry claims (when it claims one),
@@ -24,8 +28,9 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -60,6 +65,14 @@ _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
+# Token lifetime assumed when the realm names none (Docker registry token spec).
+DEFAULT_TOKEN_TTL_S = 60
+# A token this close to expiry is not used for a new request.
+TOKEN_MARGIN_S = 10
+
+# One `key="value"` (or bare `key=value`) parameter of a challenge (RFC 7235 2.1).
+_CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]*))')
+
 
 class RegistryClient:
     """Pulls manifests and blobs from one registry.
@@ -87,6 +100,8 @@ class RegistryClient:
             transport=transport,
             follow_redirects=True,
         )
+        # repository -> (token from the realm, when it expires)
+        self._tokens: dict[str, tuple[str, float]] = {}
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -111,10 +126,9 @@ class RegistryClient:
             raise ValueError(f"reference must be a tag or a digest, not {reference!r}")
 
         url = f"/v2/{repository}/manifests/{reference}"
-        headers = await self._headers(repository)
-        headers["Accept"] = media_types.MANIFEST_ACCEPT
+        accept = {"Accept": media_types.MANIFEST_ACCEPT}
         with _translate_transport_errors(self.base_url + url):
-            async with self._http.stream("GET", url, headers=headers) as response:
+            async with self._get(repository, url, accept) as response:
                 _check_status(response, ManifestUnknown, f"{repository}:{reference}")
                 data = await _read_capped(response, MAX_MANIFEST_BYTES)
 
@@ -152,9 +166,8 @@ class RegistryClient:
             return store.path(digest)
 
         url = f"/v2/{repository}/blobs/{digest}"
-        headers = await self._headers(repository)
         with _translate_transport_errors(self.base_url + url):
-            async with self._http.stream("GET", url, headers=headers) as response:
+            async with self._get(repository, url) as response:
                 _check_status(response, BlobUnknown, f"{repository}@{digest}")
                 # aiter_raw: the digest covers the bytes as stored, so no
                 # Content-Encoding may be undone on the way in.
@@ -164,9 +177,83 @@ class RegistryClient:
         log.debug("fetched blob %s@%s", repository, digest)
         return path
 
-    async def _headers(self, repository: str) -> dict[str, str]:
-        token = await self._credentials(repository)
-        return {"Authorization": f"Bearer {token}"} if token else {}
+    @asynccontextmanager
+    async def _get(
+        self, repository: str, url: str, extra: dict[str, str] | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """A streaming GET, authenticated; one token-flow retry on a Bearer 401."""
+        secret = await self._credentials(repository)
+        token = self._token(repository)
+        headers = {**(extra or {}), **_bearer(token or secret)}
+        async with self._http.stream("GET", url, headers=headers) as response:
+            challenge = _bearer_challenge(response)
+            if challenge is None:
+                yield response
+                return
+        token = await self._fetch_token(repository, challenge, secret)
+        headers = {**(extra or {}), **_bearer(token)}
+        async with self._http.stream("GET", url, headers=headers) as response:
+            yield response
+
+    def _token(self, repository: str) -> str | None:
+        cached = self._tokens.get(repository)
+        if cached is None or cached[1] - TOKEN_MARGIN_S <= time.monotonic():
+            return None
+        return cached[0]
+
+    async def _fetch_token(
+        self, repository: str, challenge: dict[str, str], secret: str | None
+    ) -> str:
+        """GET the challenge's realm for a token for `repository`, and keep it."""
+        realm = challenge.get("realm", "")
+        if not realm.startswith(("http://", "https://")):
+            raise RegistryUnauthorized(
+                f"{self.base_url} sent a Bearer challenge without a usable realm "
+                f"({realm!r})",
+                resource_id=repository,
+            )
+        params = {"scope": challenge.get("scope") or f"repository:{repository}:pull"}
+        if "service" in challenge:
+            params["service"] = challenge["service"]
+        auth = httpx.BasicAuth("gstacks", secret) if secret else None
+        response = await self._http.get(realm, params=params, auth=auth)
+        if response.status_code != 200:
+            raise RegistryUnauthorized(
+                f"token realm {realm} answered {response.status_code}",
+                resource_id=repository,
+            )
+        try:
+            answer = response.json()
+            token = answer.get("token") or answer.get("access_token")
+            ttl_s = float(answer.get("expires_in") or DEFAULT_TOKEN_TTL_S)
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise RegistryUnauthorized(
+                f"token realm {realm} answered with no token", resource_id=repository
+            ) from exc
+        if not isinstance(token, str) or not token:
+            raise RegistryUnauthorized(
+                f"token realm {realm} answered with no token", resource_id=repository
+            )
+        self._tokens[repository] = (token, time.monotonic() + ttl_s)
+        log.debug("registry token for %s from %s, %ss", repository, realm, ttl_s)
+        return token
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _bearer_challenge(response: httpx.Response) -> dict[str, str] | None:
+    """The parameters of a 401's Bearer challenge, or None for any other answer."""
+    if response.status_code != 401:
+        return None
+    scheme, _, params = response.headers.get("WWW-Authenticate", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return {
+        key.lower(): quoted if quoted else bare
+        for key, quoted, bare in _CHALLENGE_PARAM.findall(params)
+    }
 
 
 def _check_repository(repository: str) -> None:

@@ -112,7 +112,6 @@ def test_api_key_token_covers_several_scopes_and_wildcards(credentials, api_key)
         "repository:lab/c:delete",
         "registry:catalog:*",
         "repository:Bad..Name:pull",
-        "garbage",
     )
     assert dict(grant.access) == {
         "lab/a": frozenset({"pull"}),
@@ -141,3 +140,14 @@ def test_tokens_survive_a_restart_and_the_key_file_is_private(store, tmp_path, a
 
     second = RegistryCredentials(store, Authenticator(store), key_file)
     assert second.authenticate(issued["token"]).kind == "token"
+
+
+@pytest.mark.parametrize("text", ["false", "repository:lab/a", "repository::pull", " "])
+def test_scopes_outside_the_grammar_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_scopes([text])
+
+
+def test_scope_names_may_hold_colons():
+    (scope,) = parse_scopes(["repository:host:5000/lab/a:pull,push"])
+    assert (scope.name, scope.actions) == ("host:5000/lab/a", {"pull", "push"})
