@@ -531,7 +531,9 @@ class S3Storage:
     async def list_manifests(self, repository: str) -> list[Digest]:
         folder = self._repository_key(repository) + "_manifests/"
         objects, _ = await self.client.list_objects(folder)
-        return sorted(Digest(hex=info.key[len(folder) :]) for info in objects)
+        return [
+            Digest(hex=name) for name in sorted(o.key[len(folder) :] for o in objects)
+        ]
 
     async def list_blob_links(self, repository: str) -> list[BlobLink]:
         folder = self._repository_key(repository) + "_blobs/"
