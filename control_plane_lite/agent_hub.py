@@ -54,6 +54,10 @@ class HubListener(Protocol):
         self, host_id: str, info: pb.SandboxInfo
     ) -> None: ...
 
+    def volume_filesystem_reported(
+        self, host_id: str, status: pb.FilesystemStatus
+    ) -> None: ...
+
 
 class StarletteFrameTransport:
     """Binary frames over a Starlette WebSocket."""
@@ -319,6 +323,10 @@ class AgentHub:
                     for i in beat.cached_images
                 ],
             )
+            if beat.HasField("volume_filesystem"):
+                self._listener.volume_filesystem_reported(
+                    host_id, beat.volume_filesystem
+                )
         elif kind == "sandbox_status_changed":
             await self._listener.sandbox_status_changed(
                 host_id, envelope.sandbox_status_changed.sandbox

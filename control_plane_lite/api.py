@@ -18,13 +18,14 @@ from starlette.responses import Response
 from control_plane_lite.errors import ApiError
 from control_plane_lite.http_edge import error_response
 from control_plane_lite.routes import agents, blueprints, hosts, registry, sandboxes
+from control_plane_lite.routes import volumes as volume_routes
 
 if TYPE_CHECKING:
     from control_plane_lite.server import ControlPlane
 
 log = logging.getLogger("gstacks.cp.api")
 
-ROUTE_MODULES = (hosts, sandboxes, blueprints, agents, registry)
+ROUTE_MODULES = (hosts, sandboxes, blueprints, agents, volume_routes, registry)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

@@ -12,6 +12,8 @@ PREFIXES = {
     "api_key": "key",
     "registry_credential": "rc",
     "terminal_session": "ts",
+    "volume": "vol",
+    "attachment": "att",
 }
 
 _ID_RE = re.compile(r"^[a-z]+_[0-9a-f]{16}$")

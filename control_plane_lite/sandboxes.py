@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -117,6 +118,10 @@ class SandboxService:
         self._blueprints = blueprints
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
+        # Set by the volume service: the volumes a new sandbox mounts from the
+        # start, and what to do once a sandbox is deleted or failed.
+        self.volume_mounts: Callable[[str], list[pb.VolumeMount]] = lambda _: []
+        self.on_sandbox_ended: Callable[[str], Awaitable[None]] | None = None
 
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -402,6 +407,7 @@ class SandboxService:
             command=command,
             env=env,
             hostname=name,
+            volumes=self.volume_mounts(sandbox_id),
         )
         try:
             reply = await self._hub.request(
@@ -455,6 +461,9 @@ class SandboxService:
             "sandboxes", sandbox_id, status=status, updated_at=now_rfc3339(), **fields
         )
         assert row is not None
+        if status in TERMINAL_STATUSES and self.on_sandbox_ended is not None:
+            assert self._nursery is not None
+            self._nursery.start_soon(self.on_sandbox_ended, sandbox_id)
         changed, self._changed = self._changed, trio.Event()
         changed.set()
         return row

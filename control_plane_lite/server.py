@@ -36,6 +36,7 @@ from control_plane_lite.registry_credentials import (
 from control_plane_lite.sandboxes import SandboxService
 from control_plane_lite.store import Store
 from control_plane_lite.terminals import TerminalService
+from control_plane_lite.volumes import VolumeService
 from gstacks_proto import pb
 
 log = logging.getLogger("gstacks.cp.server")
@@ -89,6 +90,9 @@ class ControlPlane:
             self.store, self.hub, self.artifacts, self.blueprints
         )
         self.blueprints.live_sandbox_count = self.sandboxes.live_sandboxes_of_blueprint
+        self.volumes = VolumeService(self.store, self.hub, self.sandboxes)
+        self.sandboxes.volume_mounts = self.volumes.sandbox_mounts
+        self.sandboxes.on_sandbox_ended = self.volumes.sandbox_ended
         self.terminals = TerminalService(self.store, self.hub, self.sandboxes)
         self.app = build_app(self)
 
@@ -107,6 +111,11 @@ class ControlPlane:
 
     async def sandbox_status_changed(self, host_id: str, info: pb.SandboxInfo) -> None:
         await self.sandboxes.status_reported(host_id, info)
+
+    def volume_filesystem_reported(
+        self, host_id: str, status: pb.FilesystemStatus
+    ) -> None:
+        self.volumes.filesystem_reported(host_id, status)
 
     # ---- registry ----------------------------------------------------------------------
 

@@ -120,6 +120,48 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     );
     """,
     ),
+    (
+        "volumes-0001",
+        """
+    CREATE TABLE volumes (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        filesystem_id TEXT,
+        realized_host_ids TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE volume_attachments (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        volume_id TEXT NOT NULL REFERENCES volumes (id),
+        target TEXT NOT NULL,
+        host_id TEXT NOT NULL,
+        sandbox_id TEXT,
+        mount_path TEXT,
+        host_path TEXT,
+        read_only INTEGER NOT NULL,
+        implicit INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX volume_attachments_volume ON volume_attachments (volume_id);
+    CREATE INDEX volume_attachments_sandbox ON volume_attachments (sandbox_id);
+    CREATE TABLE volume_filesystems (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        filesystem_id TEXT NOT NULL DEFAULT '',
+        remounts INTEGER NOT NULL DEFAULT 0,
+        last_failure TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    """,
+    ),
 )
 
 JSON_COLUMNS: Mapping[str, frozenset[str]] = {
@@ -128,6 +170,9 @@ JSON_COLUMNS: Mapping[str, frozenset[str]] = {
     "sandboxes": frozenset({"command", "env"}),
     "registry_credentials": frozenset({"actions"}),
     "terminal_sessions": frozenset({"command"}),
+    "volumes": frozenset({"labels", "realized_host_ids"}),
+    "volume_attachments": frozenset(),
+    "volume_filesystems": frozenset(),
 }
 
 TABLES = frozenset({"api_keys", *JSON_COLUMNS})
