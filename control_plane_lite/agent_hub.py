@@ -112,6 +112,7 @@ def overview_record(overview: pb.HostOverview) -> dict:
         "load_15m": round(overview.load_15m, 2),
         "uptime_s": overview.uptime_s,
         "kernel": overview.kernel,
+        "agent_version": overview.agent_version,
         "sandbox_count": overview.sandbox_count,
     }
 
@@ -172,6 +173,19 @@ class AgentHub:
             raise HostUnavailable(
                 f"host {host_id} disconnected: {exc}", host_id=host_id
             ) from exc
+
+    def disconnect(self, host_id: str) -> bool:
+        """Close the host's channel now (its credential was revoked).
+
+        True if it had one open. The agent may dial again at once; whether that
+        succeeds is up to its credential.
+        """
+        connection = self._connections.get(host_id)
+        if connection is None:
+            return False
+        log.info("host %s: closing its channel", host_id)
+        connection.cancel_scope.cancel()
+        return True
 
     def open_stream(self, host_id: str) -> StreamSink:
         """Reserve a stream id whose frames from `host_id` will be queued on the sink.
@@ -274,6 +288,8 @@ class AgentHub:
                 {"digest": i.digest, "size_bytes": i.size_bytes}
                 for i in hello.cached_images
             ],
+            addresses=list(hello.addresses),
+            endpoint=hello.endpoint,
         )
         connection.registered.set()
         self._connected.set()

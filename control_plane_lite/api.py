@@ -17,7 +17,15 @@ from starlette.responses import Response
 
 from control_plane_lite.errors import ApiError
 from control_plane_lite.http_edge import error_response
-from control_plane_lite.routes import agents, blueprints, hosts, registry, sandboxes
+from control_plane_lite.routes import (
+    agents,
+    blueprints,
+    clusters,
+    credentials,
+    hosts,
+    registry,
+    sandboxes,
+)
 from control_plane_lite.routes import volumes as volume_routes
 
 if TYPE_CHECKING:
@@ -25,7 +33,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gstacks.cp.api")
 
-ROUTE_MODULES = (hosts, sandboxes, blueprints, agents, volume_routes, registry)
+ROUTE_MODULES = (
+    hosts,
+    sandboxes,
+    blueprints,
+    clusters,
+    credentials,
+    agents,
+    volume_routes,
+    registry,
+)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

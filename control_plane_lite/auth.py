@@ -38,6 +38,9 @@ class Principal:
     id: str
     name: str
     tenant_id: str
+    # The API key, host credential or registry credential that was presented, so
+    # that revoking it can end what it opened.
+    credential_id: str | None = None
 
 
 def hash_secret(secret: str) -> str:
@@ -105,7 +108,13 @@ class Authenticator:
         row = self._store.find_one("api_keys", key_hash=hash_secret(secret))
         if row is None or row["revoked_at"] is not None:
             raise Unauthenticated("the API key is not valid")
-        return Principal("user", row["user_id"], row["user_name"], row["tenant_id"])
+        return Principal(
+            "user",
+            row["user_id"],
+            row["user_name"],
+            row["tenant_id"],
+            credential_id=row["id"],
+        )
 
     # ---- host credentials ----------------------------------------------------------
 

@@ -8,12 +8,14 @@ ApiError becomes `{"error": {"code", "message", "details"}}` with its status, in
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import trio
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from control_plane_lite.auth import Principal
@@ -86,6 +88,64 @@ def page(items: list[dict[str, Any]], limit: int, shape: Any) -> JSONResponse:
     return JSONResponse(
         {"items": [shape(i) for i in items], "next_cursor": next_cursor}
     )
+
+
+class NdjsonStream(StreamingResponse):
+    """A streamed answer of one JSON document per line (`application/x-ndjson`).
+
+    Lines come from `items` until it ends or the client goes away; `close` runs in
+    either case, shielded, so whatever feeds `items` is always let go. Unlike its
+    base class this owns the watch for the client's disconnect, which is what lets
+    `close` run as soon as the client leaves.
+    """
+
+    media_type = "application/x-ndjson"
+
+    def __init__(
+        self,
+        items: AsyncGenerator[Any, None],
+        close: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(items, media_type=self.media_type)
+        self._items = items
+        self._close = close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status_code,
+                "headers": self.raw_headers,
+            }
+        )
+        client_left = False
+
+        async def watch_client(cancel_scope: trio.CancelScope) -> None:
+            nonlocal client_left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            client_left = True
+            cancel_scope.cancel()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_client, nursery.cancel_scope)
+                async with contextlib.aclosing(self._items) as items:
+                    async for item in items:
+                        line = json.dumps(item, separators=(",", ":")) + "\n"
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": line.encode(),
+                                "more_body": True,
+                            }
+                        )
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._close()
+        if not client_left:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def resource(

@@ -14,6 +14,9 @@ PREFIXES = {
     "terminal_session": "ts",
     "volume": "vol",
     "attachment": "att",
+    "cluster": "cl",
+    "provisioning_token": "pt",
+    "user": "usr",
 }
 
 _ID_RE = re.compile(r"^[a-z]+_[0-9a-f]{16}$")

@@ -21,9 +21,13 @@ from hypercorn.trio import serve
 from control_plane_lite import hypercorn_guard
 from control_plane_lite.agent_hub import AgentHub
 from control_plane_lite.api import build_app
+from control_plane_lite.api_keys import ApiKeyService
 from control_plane_lite.artifacts import ArtifactCatalog
-from control_plane_lite.auth import Authenticator
+from control_plane_lite.auth import DEFAULT_TENANT, Authenticator
 from control_plane_lite.blueprints import BlueprintService
+from control_plane_lite.clusters import ClusterService
+from control_plane_lite.hosts import HostService
+from control_plane_lite.provisioning import ProvisioningService
 from control_plane_lite.registry.app import build_registry_app
 from control_plane_lite.registry.maintenance import serve_registry_storage
 from control_plane_lite.registry.storage_config import S3Settings, open_storage
@@ -94,6 +98,11 @@ class ControlPlane:
         self.sandboxes.volume_mounts = self.volumes.sandbox_mounts
         self.sandboxes.on_sandbox_ended = self.volumes.sandbox_ended
         self.terminals = TerminalService(self.store, self.hub, self.sandboxes)
+        self.clusters = ClusterService(self.store)
+        self.default_cluster_id = self.clusters.ensure_default(DEFAULT_TENANT)
+        self.hosts = HostService(self.store, self.hub, self.sandboxes)
+        self.provisioning = ProvisioningService(self.store, self.clusters, self.hosts)
+        self.api_keys = ApiKeyService(self.store)
         self.app = build_app(self)
 
     def close(self) -> None:

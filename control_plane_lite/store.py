@@ -162,14 +162,49 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     );
     """,
     ),
+    (
+        "0003-clusters-and-enrollment",
+        """
+    CREATE TABLE clusters (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE provisioning_tokens (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        cluster_id TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        max_uses INTEGER NOT NULL,
+        uses INTEGER NOT NULL DEFAULT 0,
+        expires_at REAL NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE INDEX provisioning_tokens_cluster ON provisioning_tokens (cluster_id);
+    ALTER TABLE hosts ADD COLUMN cluster_id TEXT;
+    ALTER TABLE hosts ADD COLUMN addresses TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE hosts ADD COLUMN endpoint TEXT NOT NULL DEFAULT '';
+    ALTER TABLE hosts ADD COLUMN provisioning_token_id TEXT;
+    """,
+    ),
 )
 
 JSON_COLUMNS: Mapping[str, frozenset[str]] = {
-    "hosts": frozenset({"overview", "capabilities", "cached_images"}),
+    "hosts": frozenset({"overview", "capabilities", "cached_images", "addresses"}),
     "blueprints": frozenset({"metadata"}),
     "sandboxes": frozenset({"command", "env"}),
     "registry_credentials": frozenset({"actions"}),
     "terminal_sessions": frozenset({"command"}),
+    "clusters": frozenset(),
+    "provisioning_tokens": frozenset(),
     "volumes": frozenset({"labels", "realized_host_ids"}),
     "volume_attachments": frozenset(),
     "volume_filesystems": frozenset(),

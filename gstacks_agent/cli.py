@@ -1,5 +1,6 @@
 """`gstacks-agent`: run the host agent, or a whole single-host lab.
 
+    gstacks-agent enroll       join a control plane's cluster with a provisioning token
     gstacks-agent run          the agent alone, for a host enrolled with a control plane
     gstacks-agent standalone   agent + embedded lite control plane in one process
     gstacks-agent doctor       what this host has and lacks, with install hints
@@ -20,7 +21,7 @@ from pathlib import Path
 import click
 import trio
 
-from gstacks_agent import __version__
+from gstacks_agent import __version__, log_buffer
 from gstacks_agent.capabilities import probe_capabilities
 from gstacks_agent.config import AgentConfig, ConfigError, load_config
 from gstacks_agent.errors import AgentError
@@ -36,6 +37,8 @@ def setup_logging(level: str) -> None:
     # Per-request lines from the HTTP stack are noise in a host's journal.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("trio-websocket").setLevel(logging.WARNING)
+    # The recent records, in memory, for the control plane's host logs.
+    log_buffer.install(level.upper())
 
 
 async def stop_on_sigterm(cancel_scope: trio.CancelScope) -> None:
@@ -185,7 +188,7 @@ async def run_standalone(
 
 def _standalone_identity(cp: object, config: AgentConfig, url: str) -> HostIdentity:
     """The local host's identity in the embedded control plane, made on first start."""
-    from control_plane_lite.auth import hash_secret
+    from control_plane_lite.auth import DEFAULT_TENANT, hash_secret
     from control_plane_lite.server import ControlPlane
 
     assert isinstance(cp, ControlPlane)
@@ -202,13 +205,89 @@ def _standalone_identity(cp: object, config: AgentConfig, url: str) -> HostIdent
                 identity = HostIdentity(identity.host_id, url, identity.credential)
                 save_identity(config.identity_dir, identity)
             return identity
-    row, credential = cp.authenticator.create_host(
-        socket.gethostname(), socket.gethostname()
+    row, credential = cp.hosts.register(
+        DEFAULT_TENANT,
+        cp.default_cluster_id,
+        socket.gethostname(),
+        socket.gethostname(),
     )
     identity = HostIdentity(row["id"], url, credential)
     save_identity(config.identity_dir, identity)
     log.info("host %s: registered this host with the embedded control plane", row["id"])
     return identity
+
+
+@main.command(help="Join a control plane's cluster with a provisioning token.")
+@click.option(
+    "--control-plane",
+    "control_plane_url",
+    required=True,
+    metavar="URL",
+    help="The control plane's URL, e.g. http://198.18.0.1:7480.",
+)
+@click.option(
+    "--token",
+    required=True,
+    metavar="TOKEN",
+    envvar="GSTACKS_PROVISIONING_TOKEN",
+    help="Provisioning token (gpt_...) [env GSTACKS_PROVISIONING_TOKEN].",
+)
+@click.option(
+    "--cluster", "cluster_id", metavar="ID", help="Refuse a token for another cluster."
+)
+@click.option(
+    "--name", metavar="NAME", help="Host name in the API (default: hostname)."
+)
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="YAML config file."
+)
+@click.option(
+    "--state-dir", type=click.Path(path_type=Path), help="Override state_dir."
+)
+@click.option(
+    "--force", is_flag=True, help="Replace an identity this host already has."
+)
+def enroll(
+    control_plane_url: str,
+    token: str,
+    cluster_id: str | None,
+    name: str | None,
+    config_path: Path | None,
+    state_dir: Path | None,
+    force: bool,
+) -> None:
+    from gstacks_agent.enrollment import enroll as enroll_host
+
+    config = _load(config_path, state_dir.resolve() if state_dir else None)
+    setup_logging(config.log_level)
+    if not force:
+        try:
+            existing = load_identity(config.identity_dir)
+        except AgentError:
+            existing = None
+        if existing is not None:
+            raise click.ClickException(
+                f"this host is already enrolled as {existing.host_id} with "
+                f"{existing.control_plane_url}; pass --force to replace that identity"
+            )
+    try:
+        identity = enroll_host(
+            control_plane_url,
+            token,
+            name=name or socket.gethostname(),
+            hostname=socket.gethostname(),
+            cluster_id=cluster_id,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except AgentError as exc:
+        raise click.ClickException(exc.message) from exc
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    save_identity(config.identity_dir, identity)
+    click.echo(
+        f"enrolled as host {identity.host_id}; identity written to "
+        f"{config.identity_dir} (start the agent with 'gstacks-agent run')"
+    )
 
 
 @main.command(

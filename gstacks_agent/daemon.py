@@ -33,14 +33,17 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from gstacks_agent import __version__
+from gstacks_agent import __version__, log_buffer
 from gstacks_agent.capabilities import present_capabilities
 from gstacks_agent.config import AgentConfig
 from gstacks_agent.errors import InvalidArgument
+from gstacks_agent.host_addresses import host_addresses
+from gstacks_agent.host_logs import HostLogStreams
 from gstacks_agent.host_overview import host_overview
 from gstacks_agent.identity import HostIdentity
 from gstacks_agent.images.image_cache import ImageCache, PulledImage
 from gstacks_agent.images.registry_client import RegistryClient
+from gstacks_agent.log_buffer import LogBuffer
 from gstacks_agent.rpc_dispatch import RequestContext, RequestDispatcher
 from gstacks_agent.sandboxes.manager import SandboxInfo, SandboxManager
 from gstacks_agent.sandboxes.runc import Runc
@@ -141,6 +144,7 @@ class Agent:
         self._credentials: dict[str, tuple[str, float]] = {}
         self._peer: RpcPeer | None = None
         self.terminals = TerminalManager(self.runc, self.sandboxes)
+        self.host_logs = HostLogStreams(log_buffer.installed() or LogBuffer())
         self.dispatcher = RequestDispatcher()
         self._register_handlers()
         self.connected = trio.Event()
@@ -221,7 +225,15 @@ class Agent:
             self._peer = peer
             try:
                 await nursery.start(peer.run)
-                welcome = await peer.request(pb.Envelope(agent_hello=self._hello()))
+                try:
+                    welcome = await peer.request(pb.Envelope(agent_hello=self._hello()))
+                except ChannelClosed:
+                    # Closed before the welcome (a refused credential, say). Raised
+                    # from here it would leave the nursery inside an ExceptionGroup
+                    # that the reconnect loop does not catch; cancelling ends the
+                    # session like any other close, with the ChannelClosed below.
+                    nursery.cancel_scope.cancel()
+                    await trio.sleep_forever()
                 interval = welcome.agent_welcome.heartbeat_interval_s or 10
                 log.info(
                     "host %s: connected; heartbeat every %ss",
@@ -254,6 +266,7 @@ class Agent:
             sandboxes=[sandbox_info_message(s) for s in sandboxes],
             cached_images=self._cached_images(),
             capabilities=present_capabilities(),
+            addresses=host_addresses(),
         )
 
     def _cached_images(self) -> list[pb.CachedImage]:
@@ -297,6 +310,7 @@ class Agent:
         register("terminal_attach", self._handle_terminal_attach)
         register("terminal_detach", self._handle_terminal_detach)
         register("terminal_close", self._handle_terminal_close)
+        register("host_logs_request", self.host_logs.handle_request)
 
     async def _handle_sandbox_create(
         self, envelope: pb.Envelope, context: RequestContext
@@ -351,7 +365,8 @@ class Agent:
 
     async def _on_notice(self, envelope: pb.Envelope) -> None:
         if envelope.stream_id:
-            self.terminals.on_stream_frame(envelope)
+            if not self.host_logs.on_stream_frame(envelope):
+                self.terminals.on_stream_frame(envelope)
         else:
             log.warning(
                 "host %s: unexpected %s notice",

@@ -51,9 +51,9 @@ def load_identity(identity_dir: Path) -> HostIdentity:
         credential = (identity_dir / "credential").read_text().strip()
     except FileNotFoundError as exc:
         raise FailedPrecondition(
-            f"this host has no identity: {exc.filename} is missing; start "
-            "'gstacks-agent standalone' for a single-host lab (enrolling with a remote "
-            "control plane is not available yet)"
+            f"this host has no identity: {exc.filename} is missing; enroll it with "
+            "'gstacks-agent enroll --control-plane URL --token TOKEN', or start "
+            "'gstacks-agent standalone' for a single-host lab"
         ) from exc
     except (OSError, ValueError) as exc:
         raise FailedPrecondition(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -104,17 +104,62 @@ class ApiClient:
         """DELETE `path`; returns the JSON body, or None when there is none."""
         return self._request("DELETE", path)
 
-    def list_all(self, path: str, *, page_size: int = 100) -> list[dict[str, Any]]:
-        """Every item of a collection, following `next_cursor` page by page."""
+    def list_all(
+        self,
+        path: str,
+        *,
+        page_size: int = 100,
+        params: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every item of a collection, following `next_cursor` page by page.
+
+        `params` are extra query parameters (filters) sent with every page.
+        """
         items: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"limit": page_size}
+        query: dict[str, Any] = {**(params or {}), "limit": page_size}
         while True:
-            page = self.get(path, params=params)
+            page = self.get(path, params=query)
             items.extend(page["items"])
             cursor = page.get("next_cursor")
             if not cursor:
                 return items
-            params["cursor"] = cursor
+            query["cursor"] = cursor
+
+    def stream_json_lines(
+        self, path: str, *, params: Mapping[str, Any] | None = None
+    ) -> Iterator[Any]:
+        """GET `path` as JSON lines (`application/x-ndjson`), each as it arrives.
+
+        The stream may stay quiet for long, so only connecting has a deadline.
+        """
+        request = f"GET {path}"
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT_S, read=None)
+        try:
+            with self._http.stream(
+                "GET", path, params=params, timeout=timeout
+            ) as response:
+                logger.debug("%s -> %d (streaming)", request, response.status_code)
+                if response.is_error:
+                    response.read()
+                    raise error_from_body(
+                        response.status_code, response.content, request=request
+                    )
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except httpx.TimeoutException as exc:
+            raise ControlPlaneUnreachable(
+                f"the control plane at {self.base_url} did not answer {request} "
+                f"in time ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ControlPlaneUnreachable(
+                f"the stream of {request} from {self.base_url} broke: {exc}"
+            ) from exc
+        except ValueError as exc:
+            raise CliError(
+                f"the control plane sent a line that is not JSON on {request}"
+            ) from exc
 
     def _request(
         self,
