@@ -307,23 +307,37 @@ class FilesystemStorage:
     async def read_blob(
         self, digest: Digest, *, offset: int = 0, length: int | None = None
     ) -> AsyncIterator[bytes]:
+        path = self._blob_path(digest)
+        first = self.chunk_size if length is None else min(self.chunk_size, length)
+
+        def open_and_read() -> tuple[Any, bytes]:
+            # One thread hop opens, seeks and reads the first chunk: most blobs
+            # (configs, small layers) are served whole from it.
+            file = open(path, "rb")  # noqa: SIM115 - closed below
+            try:
+                file.seek(offset)
+                return file, file.read(first)
+            except BaseException:
+                file.close()
+                raise
+
         try:
-            file = await trio.to_thread.run_sync(open, self._blob_path(digest), "rb")
+            file, chunk = await trio.to_thread.run_sync(open_and_read)
         except FileNotFoundError as exc:
             raise BlobUnknown(f"blob {digest} is not stored") from exc
         try:
-            await trio.to_thread.run_sync(file.seek, offset)
             remaining = length
-            while remaining is None or remaining > 0:
+            wanted = first
+            while chunk:
+                yield chunk
+                if remaining is not None:
+                    remaining -= len(chunk)
+                if len(chunk) < wanted or remaining == 0:
+                    return  # the end of the file, or of the range
                 wanted = self.chunk_size
                 if remaining is not None:
                     wanted = min(wanted, remaining)
                 chunk = await trio.to_thread.run_sync(file.read, wanted)
-                if not chunk:
-                    return
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
         finally:
             file.close()
 
@@ -354,7 +368,12 @@ class FilesystemStorage:
         def create() -> None:
             folder.mkdir()
             (folder / "data").touch()
-            _write_file_atomically(folder / "state.json", json.dumps(state).encode())
+            # Not fsynced: after a crash a session is lost at worst, and the
+            # client starts another; its state is still never half-written.
+            state_file = folder / "state.json"
+            _write_file_atomically(
+                state_file, json.dumps(state).encode(), durable=False
+            )
 
         await trio.to_thread.run_sync(create)
         self._hashes[upload_id] = _RunningHash(0, hashlib.sha256())
@@ -774,20 +793,27 @@ def _fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
-def _write_file_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new bytes."""
+def _write_file_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` so that readers see the old or the new bytes.
+
+    `durable` also flushes the bytes and the directory entry to disk before
+    returning, so the new version survives a crash. An empty file (a link) has
+    no bytes to flush, only its directory entry.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(temporary, "wb") as file:
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+            if durable and data:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    if durable:
+        _fsync_directory(path.parent)
 
 
 def _move_file_durably(source: Path, target: Path) -> None:
