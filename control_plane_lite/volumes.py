@@ -158,13 +158,16 @@ class VolumeService:
                 f"name must be a DNS label (lowercase letters, digits, '-'), not {name!r}"
             )
         size = body.get("size_bytes")
+        # JSON has one number type: 1048576.0 is as whole a number as 1048576.
+        if isinstance(size, float) and size.is_integer():
+            size = int(size)
         if not isinstance(size, int) or isinstance(size, bool):
             raise InvalidRequest("size_bytes is required and must be an integer")
         if not MIN_SIZE_BYTES <= size <= MAX_SIZE_BYTES:
             raise InvalidRequest(
                 f"size_bytes must be from {MIN_SIZE_BYTES} to {MAX_SIZE_BYTES}, not {size}"
             )
-        labels = body.get("labels") or {}
+        labels = body.get("labels", {})
         if (
             not isinstance(labels, dict)
             or len(labels) > MAX_LABELS

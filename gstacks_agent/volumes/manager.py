@@ -44,7 +44,7 @@ from gstacks_agent.volumes.errors import (
 )
 from gstacks_agent.volumes.mount_paths import check_mount_path, check_volume_id
 from gstacks_agent.volumes.mount_table import is_mount_point
-from gstacks_agent.volumes.namespace_mount import (
+from gstacks_agent.volumes.sandbox_mounts import (
     attach_in_sandbox,
     detach_in_sandbox,
 )

@@ -8,6 +8,7 @@ mount point by pid and unmounts it, also when a test failed.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -242,3 +243,35 @@ def test_killed_juicefs_is_reported_degraded_remounted_and_data_kept(lab: Lab):
     read = sh(lab, sandbox["id"], "cat /data/kept")
     assert read.stdout.strip() == "before-crash", read.stderr
     lab.delete_sandbox(sandbox["id"])
+
+
+def test_cli_creates_attaches_to_the_host_detaches_and_deletes_a_volume(lab: Lab):
+    created = lab.gstacks("--json", "volume", "create", "cli-vol", "--size", "64M")
+    assert created.returncode == 0, created.stderr
+    vol = json.loads(created.stdout)
+    assert vol["size_bytes"] == 64 * MIB and vol["status"] == "detached"
+    listed = lab.gstacks("volume", "list")
+    assert vol["id"] in listed.stdout and "detached" in listed.stdout
+
+    with lab.client() as client:
+        (host,) = client.get("/api/hosts").json()["items"]
+    attached = lab.gstacks(
+        "--json", "volume", "attach", vol["id"], "--host", host["id"], "--read-only"
+    )
+    assert attached.returncode == 0, attached.stderr
+    attachment = json.loads(attached.stdout)
+    host_path = Path(attachment["host_path"])
+    assert host_path == lab.state_dir / "volumes" / vol["id"]
+    assert host_path.is_dir()
+    with pytest.raises(OSError):
+        (host_path / "x").write_text("read-only host attachment")
+    shown = lab.gstacks("volume", "attachments", vol["id"])
+    assert attachment["id"] in shown.stdout and "ro" in shown.stdout
+
+    refused = lab.gstacks("volume", "delete", vol["id"])
+    assert refused.returncode == 1 and "attachment" in refused.stderr
+    detached = lab.gstacks("volume", "detach", vol["id"], attachment["id"])
+    assert detached.returncode == 0, detached.stderr
+    deleted = lab.gstacks("volume", "delete", vol["id"])
+    assert deleted.returncode == 0, deleted.stderr
+    assert not (mount_point(lab) / "volumes" / vol["id"]).exists()
