@@ -21,18 +21,12 @@ from typing import Any, NoReturn
 import click
 import trio
 
-from gstacks_cli import (
-    apikey_commands,
-    cluster_commands,
-    host_commands,
-    output,
-    terminal,
-    token_commands,
-)
+from gstacks_cli import output, terminal
 from gstacks_cli.api_client import ApiClient, api_path
 from gstacks_cli.config import CliConfig, load_config
 from gstacks_cli.errors import ApiError, CliError
 from gstacks_cli.output import Column
+from gstacks_cli.volume_commands import volume
 
 # One /wait request asks for at most this long, so progress shows between rounds.
 WAIT_ROUND_S = 10
@@ -649,14 +643,7 @@ def registry_gc(invocation: Invocation, min_age_s: float, dry_run: bool) -> None
         f"({report['bytes_freed']} bytes); {report['blobs_kept']} blobs kept"
     )
 
-
-# -- groups and commands kept in their own modules ----------------------------------
-
-cli.add_command(cluster_commands.cluster)
-cli.add_command(token_commands.token)
-cli.add_command(apikey_commands.apikey)
-host.add_command(host_commands.host_delete)
-host.add_command(host_commands.host_logs)
+cli.add_command(volume)
 
 
 def main() -> None:
