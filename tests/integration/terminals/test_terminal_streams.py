@@ -345,21 +345,22 @@ async def test_session_survives_its_client_and_is_found_again_on_reattach(
     async with open_stream(lab, "sandboxes", sandbox["id"], session_id) as first:
         await first.read_until(b"# ")
         await first.send(b"remembered=yes-$$\n")
-        await first.send(b"echo set\n")
-        await first.read_until(b"set\r\n")
+        # The typed line is echoed too; only the command's output says "set-2".
+        await first.send(b"echo set-$((1+1))\n")
+        await first.read_until(b"set-2\r\n")
         left_at = first.offset
 
     await trio.sleep(3)
     record = get_session(lab, "sandboxes", sandbox["id"], session_id)
     assert (record["status"], record["attached"]) == ("open", False)
 
-    async with open_stream(
+    async with reattach_stream(
         lab, "sandboxes", sandbox["id"], session_id, offset=left_at
     ) as second:
         await second.send(b"echo got=$remembered\n")
         output = await second.read_until(b"got=yes-")
         assert second.attached_at == left_at
-        assert b"set\r\n" not in output  # nothing resent from before the offset
+        assert b"set-2" not in output  # nothing resent from before the offset
         await second.send(b"exit 0\n")
         assert await second.read_to_exit() == 0
 
@@ -374,7 +375,7 @@ async def test_exit_while_detached_is_delivered_on_reattach(lab: Lab, sandbox: d
         left_at = first.offset
     await trio.sleep(2.5)
 
-    async with open_stream(
+    async with reattach_stream(
         lab, "sandboxes", sandbox["id"], session_id, offset=left_at
     ) as second:
         assert await second.read_to_exit() == 6
