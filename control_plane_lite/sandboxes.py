@@ -239,7 +239,7 @@ class SandboxService:
         for field in _REPOSITORY_FIELDS:
             if body.get(field) is not None and not isinstance(body[field], str):
                 raise InvalidRequest(f"{field} must be a string")
-        host_id = self._choose_host(body.get("host_id"))
+        host_id = self._choose_host(body.get("host_id"), principal.tenant_id)
 
         sandbox_id = ids.new_id("sandbox")
         name = body.get("name") or sandbox_id.replace("_", "-")
@@ -366,16 +366,22 @@ class SandboxService:
 
     # ---- internals ------------------------------------------------------------------
 
-    def _choose_host(self, host_id: Any) -> str:
+    def _choose_host(self, host_id: Any, tenant_id: str) -> str:
+        # Only the tenant's own hosts: another tenant's host does not exist for it.
         if host_id is not None:
             if not isinstance(host_id, str):
                 raise InvalidRequest("host_id must be a string")
-            if self._store.get("hosts", host_id) is None:
+            host = self._store.get("hosts", host_id)
+            if host is None or host["tenant_id"] != tenant_id:
                 raise NotFound(f"host {host_id!r} does not exist", host_id=host_id)
             if not self._hub.is_connected(host_id):
                 raise HostUnavailable(f"host {host_id} is not connected")
             return host_id
-        connected = self._hub.connected_hosts()
+        connected = [
+            h
+            for h in self._hub.connected_hosts()
+            if (row := self._store.get("hosts", h)) and row["tenant_id"] == tenant_id
+        ]
         if not connected:
             raise HostUnavailable("no host is connected to run the sandbox")
         # Placement: the connected host with the fewest live sandboxes.

@@ -103,7 +103,8 @@ class Lab:
             return deleted.json()
 
 
-def start_lab(state_dir: Path, image_dir: Path) -> Lab:
+def start_lab(state_dir: Path, image_dir: Path, bind: str = "127.0.0.1") -> Lab:
+    """Start a lab listening on `bind` (a kernel-chosen port); wait until it is ready."""
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir.parent / f"{state_dir.name}.log"
     access_log = state_dir.parent / f"{state_dir.name}.access.log"
@@ -118,6 +119,8 @@ def start_lab(state_dir: Path, image_dir: Path) -> Lab:
                 "standalone",
                 "--state-dir",
                 str(state_dir),
+                "--bind",
+                bind,
                 "--port",
                 "0",
                 "--access-log",
