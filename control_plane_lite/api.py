@@ -26,6 +26,7 @@ from control_plane_lite.routes import (
     registry,
     sandboxes,
 )
+from control_plane_lite.routes import networks as network_routes
 from control_plane_lite.routes import volumes as volume_routes
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ ROUTE_MODULES = (
     credentials,
     agents,
     volume_routes,
+    network_routes,
     registry,
 )
 

@@ -17,6 +17,10 @@ PREFIXES = {
     "cluster": "cl",
     "provisioning_token": "pt",
     "user": "usr",
+    "network": "net",
+    "network_member": "nm",
+    "network_policy": "np",
+    "mesh_join": "mj",
 }
 
 _ID_RE = re.compile(r"^[a-z]+_[0-9a-f]{16}$")

@@ -27,6 +27,8 @@ from control_plane_lite.auth import DEFAULT_TENANT, Authenticator
 from control_plane_lite.blueprints import BlueprintService
 from control_plane_lite.clusters import ClusterService
 from control_plane_lite.hosts import HostService
+from control_plane_lite.mesh import MeshService
+from control_plane_lite.networks import NetworkService
 from control_plane_lite.provisioning import ProvisioningService
 from control_plane_lite.registry.app import build_registry_app
 from control_plane_lite.registry.maintenance import serve_registry_storage
@@ -103,6 +105,9 @@ class ControlPlane:
         self.hosts = HostService(self.store, self.hub, self.sandboxes)
         self.provisioning = ProvisioningService(self.store, self.clusters, self.hosts)
         self.api_keys = ApiKeyService(self.store)
+        self.networks = NetworkService(
+            self.store, self.hub, self.sandboxes, MeshService(self.store)
+        )
         self.app = build_app(self)
 
     def close(self) -> None:
@@ -117,6 +122,7 @@ class ControlPlane:
 
     async def agent_connected(self, host_id: str, hello: pb.AgentHello) -> None:
         await self.sandboxes.reconcile(host_id, list(hello.sandboxes))
+        await self.networks.agent_connected(host_id, hello)
 
     async def sandbox_status_changed(self, host_id: str, info: pb.SandboxInfo) -> None:
         await self.sandboxes.status_reported(host_id, info)
@@ -167,6 +173,7 @@ async def serve_control_plane(
     config.websocket_ping_interval = 20
     async with trio.open_nursery() as nursery:
         await nursery.start(cp.sandboxes.run)
+        await nursery.start(cp.networks.run)
         nursery.start_soon(serve_registry_storage, cp.registry_storage)
         binds = await nursery.start(serve, cp.app, config)
         match = _BIND_RE.match(binds[0])

@@ -195,6 +195,65 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     ALTER TABLE hosts ADD COLUMN provisioning_token_id TEXT;
     """,
     ),
+    (
+        "networks-and-mesh",
+        """
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        cidr TEXT NOT NULL,
+        gateway TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE network_members (
+        id TEXT PRIMARY KEY,
+        network_id TEXT NOT NULL,
+        sandbox_id TEXT NOT NULL,
+        host_id TEXT NOT NULL,
+        address TEXT NOT NULL,
+        aliases TEXT NOT NULL DEFAULT '[]',
+        ports TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        UNIQUE (network_id, sandbox_id),
+        UNIQUE (network_id, address)
+    );
+    CREATE INDEX network_members_sandbox ON network_members (sandbox_id);
+    CREATE INDEX network_members_host ON network_members (host_id);
+    CREATE TABLE network_policies (
+        id TEXT PRIMARY KEY,
+        network_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        from_selector TEXT NOT NULL,
+        to_selector TEXT NOT NULL,
+        ports TEXT NOT NULL DEFAULT '[]',
+        protocol TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX network_policies_network ON network_policies (network_id, position);
+    CREATE TABLE mesh_hosts (
+        id TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        mesh_address TEXT NOT NULL UNIQUE,
+        endpoint TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE mesh_joins (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        network_id TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        mesh_address TEXT NOT NULL UNIQUE,
+        expires_at REAL NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    """,
+    ),
 )
 
 JSON_COLUMNS: Mapping[str, frozenset[str]] = {
@@ -208,6 +267,11 @@ JSON_COLUMNS: Mapping[str, frozenset[str]] = {
     "volumes": frozenset({"labels", "realized_host_ids"}),
     "volume_attachments": frozenset(),
     "volume_filesystems": frozenset(),
+    "networks": frozenset(),
+    "network_members": frozenset({"aliases", "ports"}),
+    "network_policies": frozenset({"ports"}),
+    "mesh_hosts": frozenset(),
+    "mesh_joins": frozenset(),
 }
 
 TABLES = frozenset({"api_keys", *JSON_COLUMNS})

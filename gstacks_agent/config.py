@@ -11,6 +11,8 @@
       access_key: ...                    # or ACCESS_KEY / SECRET_KEY in the environment
       secret_key: ...
       name: gstacks                      # the filesystem's name when it is formatted
+    mesh:                                # WireGuard mesh and runtime networks
+      listen_port: 51820                 # see gstacks_agent/mesh/settings.py
 
 Each key may be overridden by `GSTACKS_<KEY>` in the environment (for example
 `GSTACKS_STATE_DIR`), which is how systemd environment files tune one host; the
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from gstacks_agent.mesh.settings import MeshSettings, MeshSettingsError
 
 DEFAULT_CONFIG_FILE = Path("/etc/gstacks/agent.yaml")
 
@@ -72,6 +76,7 @@ class AgentConfig:
     runc_root: Path = Path("/run/gstacks/runc")
     log_level: str = "INFO"
     volumes: VolumesConfig = VolumesConfig()
+    mesh: MeshSettings = MeshSettings()
 
     @property
     def identity_dir(self) -> Path:
@@ -105,12 +110,14 @@ def load_config(
         raise ConfigError(f"{file}: unknown settings: {', '.join(unknown)}")
     for name in known:
         env_value = environ.get(f"GSTACKS_{name.upper()}")
-        if env_value and name == "volumes":
+        if env_value and name in ("volumes", "mesh"):
             # A section: the variable holds an inline YAML mapping.
             try:
                 values[name] = yaml.safe_load(env_value)
             except yaml.YAMLError as exc:
-                raise ConfigError(f"GSTACKS_VOLUMES: not valid YAML: {exc}") from exc
+                raise ConfigError(
+                    f"GSTACKS_{name.upper()}: not valid YAML: {exc}"
+                ) from exc
         elif env_value:
             values[name] = env_value
 
@@ -123,6 +130,11 @@ def load_config(
                 )
     if "volumes" in values:
         values["volumes"] = VolumesConfig.from_mapping(values["volumes"])
+    if "mesh" in values:
+        try:
+            values["mesh"] = MeshSettings.from_mapping(values["mesh"])
+        except MeshSettingsError as exc:
+            raise ConfigError(str(exc)) from exc
     url = values.get("control_plane_url")
     if url is not None and not str(url).startswith(("http://", "https://")):
         raise ConfigError(

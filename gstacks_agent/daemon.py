@@ -44,6 +44,7 @@ from gstacks_agent.identity import HostIdentity
 from gstacks_agent.images.image_cache import ImageCache, PulledImage
 from gstacks_agent.images.registry_client import RegistryClient
 from gstacks_agent.log_buffer import LogBuffer
+from gstacks_agent.networks import NetworkManager, register_network_handlers
 from gstacks_agent.rpc_dispatch import RequestContext, RequestDispatcher
 from gstacks_agent.sandboxes.manager import SandboxInfo, SandboxManager
 from gstacks_agent.sandboxes.runc import Runc
@@ -144,6 +145,9 @@ class Agent:
         self._credentials: dict[str, tuple[str, float]] = {}
         self._peer: RpcPeer | None = None
         self.terminals = TerminalManager(self.runc, self.sandboxes)
+        self.networks = NetworkManager(
+            config.state_dir, identity.host_id, config.mesh, self.sandboxes
+        )
         self.host_logs = HostLogStreams(log_buffer.installed() or LogBuffer())
         self.dispatcher = RequestDispatcher()
         self._register_handlers()
@@ -165,6 +169,7 @@ class Agent:
                 await nursery.start(self.sandboxes.serve)
                 await nursery.start(self.volumes.serve)
                 await nursery.start(self.terminals.serve)
+                await nursery.start(self.networks.serve)
                 task_status.started()
                 await self._connect_forever()
         finally:
@@ -267,6 +272,10 @@ class Agent:
             cached_images=self._cached_images(),
             capabilities=present_capabilities(),
             addresses=host_addresses(),
+            mesh_public_key=self.networks.keys.public_key,
+            endpoint=self.networks.endpoint(
+                self.config.control_plane_url or self.identity.control_plane_url
+            ),
         )
 
     def _cached_images(self) -> list[pb.CachedImage]:
@@ -306,6 +315,7 @@ class Agent:
         register("sandbox_delete", self._handle_sandbox_delete)
         register("image_pull", self._handle_image_pull)
         register_volume_handlers(self.dispatcher, self.volumes)
+        register_network_handlers(self.dispatcher, self.networks)
         register("terminal_open", self._handle_terminal_open)
         register("terminal_attach", self._handle_terminal_attach)
         register("terminal_detach", self._handle_terminal_detach)

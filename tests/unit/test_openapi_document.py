@@ -60,6 +60,18 @@ CONTRACT_ROUTES = {
     ("get", "/api/api-keys"),
     ("post", "/api/api-keys"),
     ("delete", "/api/api-keys/{keyId}"),
+    ("get", "/api/networks"),
+    ("post", "/api/networks"),
+    ("get", "/api/networks/{networkId}"),
+    ("delete", "/api/networks/{networkId}"),
+    ("get", "/api/networks/{networkId}/members"),
+    ("get", "/api/networks/{networkId}/routes"),
+    ("get", "/api/networks/{networkId}/policies"),
+    ("put", "/api/networks/{networkId}/policies"),
+    ("post", "/api/networks/{networkId}/mesh-join"),
+    ("post", "/api/networks/{networkId}/diagnostics"),
+    ("post", "/api/sandboxes/{sandboxId}/networks/{networkId}/attach"),
+    ("post", "/api/sandboxes/{sandboxId}/networks/{networkId}/detach"),
 }
 
 

@@ -57,7 +57,7 @@ FILESYSTEM_STATE_DEGRADED: FilesystemState
 FILESYSTEM_STATE_UNMOUNTED: FilesystemState
 
 class Envelope(_message.Message):
-    __slots__ = ("request_id", "reply_to", "stream_id", "error", "agent_hello", "heartbeat", "registry_credential_request", "sandbox_status_changed", "image_pull_progress", "agent_welcome", "registry_credential", "sandbox_create", "sandbox_get", "sandbox_delete", "sandbox_list", "sandbox_info", "sandbox_deleted", "sandbox_inventory", "image_pull", "image_pulled", "terminal_open", "terminal_opened", "terminal_data", "terminal_resize", "terminal_close", "terminal_exit", "stream_window", "terminal_attach", "terminal_attached", "terminal_detach", "volume_ensure", "volume_attach", "volume_detach", "volume_delete", "volume_usage_request", "volume_info", "volume_attached", "host_logs_request", "host_logs", "log_line", "stream_close", "ack")
+    __slots__ = ("request_id", "reply_to", "stream_id", "error", "agent_hello", "heartbeat", "registry_credential_request", "sandbox_status_changed", "image_pull_progress", "agent_welcome", "registry_credential", "sandbox_create", "sandbox_get", "sandbox_delete", "sandbox_list", "sandbox_info", "sandbox_deleted", "sandbox_inventory", "image_pull", "image_pulled", "terminal_open", "terminal_opened", "terminal_data", "terminal_resize", "terminal_close", "terminal_exit", "stream_window", "terminal_attach", "terminal_attached", "terminal_detach", "volume_ensure", "volume_attach", "volume_detach", "volume_delete", "volume_usage_request", "volume_info", "volume_attached", "host_logs_request", "host_logs", "log_line", "stream_close", "ack", "network_state", "network_state_applied", "network_diagnose", "network_diagnosis")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +100,10 @@ class Envelope(_message.Message):
     LOG_LINE_FIELD_NUMBER: _ClassVar[int]
     STREAM_CLOSE_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_STATE_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_STATE_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_DIAGNOSE_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_DIAGNOSIS_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     reply_to: int
     stream_id: int
@@ -142,7 +146,11 @@ class Envelope(_message.Message):
     log_line: LogLine
     stream_close: StreamClose
     ack: Ack
-    def __init__(self, request_id: _Optional[int] = ..., reply_to: _Optional[int] = ..., stream_id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., agent_hello: _Optional[_Union[AgentHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., registry_credential_request: _Optional[_Union[RegistryCredentialRequest, _Mapping]] = ..., sandbox_status_changed: _Optional[_Union[SandboxStatusChanged, _Mapping]] = ..., image_pull_progress: _Optional[_Union[ImagePullProgress, _Mapping]] = ..., agent_welcome: _Optional[_Union[AgentWelcome, _Mapping]] = ..., registry_credential: _Optional[_Union[RegistryCredential, _Mapping]] = ..., sandbox_create: _Optional[_Union[SandboxCreate, _Mapping]] = ..., sandbox_get: _Optional[_Union[SandboxGet, _Mapping]] = ..., sandbox_delete: _Optional[_Union[SandboxDelete, _Mapping]] = ..., sandbox_list: _Optional[_Union[SandboxList, _Mapping]] = ..., sandbox_info: _Optional[_Union[SandboxInfo, _Mapping]] = ..., sandbox_deleted: _Optional[_Union[SandboxDeleted, _Mapping]] = ..., sandbox_inventory: _Optional[_Union[SandboxInventory, _Mapping]] = ..., image_pull: _Optional[_Union[ImagePull, _Mapping]] = ..., image_pulled: _Optional[_Union[ImagePulled, _Mapping]] = ..., terminal_open: _Optional[_Union[TerminalOpen, _Mapping]] = ..., terminal_opened: _Optional[_Union[TerminalOpened, _Mapping]] = ..., terminal_data: _Optional[_Union[TerminalData, _Mapping]] = ..., terminal_resize: _Optional[_Union[TerminalResize, _Mapping]] = ..., terminal_close: _Optional[_Union[TerminalClose, _Mapping]] = ..., terminal_exit: _Optional[_Union[TerminalExit, _Mapping]] = ..., stream_window: _Optional[_Union[StreamWindow, _Mapping]] = ..., terminal_attach: _Optional[_Union[TerminalAttach, _Mapping]] = ..., terminal_attached: _Optional[_Union[TerminalAttached, _Mapping]] = ..., terminal_detach: _Optional[_Union[TerminalDetach, _Mapping]] = ..., volume_ensure: _Optional[_Union[VolumeEnsure, _Mapping]] = ..., volume_attach: _Optional[_Union[VolumeAttach, _Mapping]] = ..., volume_detach: _Optional[_Union[VolumeDetach, _Mapping]] = ..., volume_delete: _Optional[_Union[VolumeDelete, _Mapping]] = ..., volume_usage_request: _Optional[_Union[VolumeUsageRequest, _Mapping]] = ..., volume_info: _Optional[_Union[VolumeInfo, _Mapping]] = ..., volume_attached: _Optional[_Union[VolumeAttached, _Mapping]] = ..., host_logs_request: _Optional[_Union[HostLogsRequest, _Mapping]] = ..., host_logs: _Optional[_Union[HostLogs, _Mapping]] = ..., log_line: _Optional[_Union[LogLine, _Mapping]] = ..., stream_close: _Optional[_Union[StreamClose, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+    network_state: NetworkState
+    network_state_applied: NetworkStateApplied
+    network_diagnose: NetworkDiagnose
+    network_diagnosis: NetworkDiagnosis
+    def __init__(self, request_id: _Optional[int] = ..., reply_to: _Optional[int] = ..., stream_id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., agent_hello: _Optional[_Union[AgentHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., registry_credential_request: _Optional[_Union[RegistryCredentialRequest, _Mapping]] = ..., sandbox_status_changed: _Optional[_Union[SandboxStatusChanged, _Mapping]] = ..., image_pull_progress: _Optional[_Union[ImagePullProgress, _Mapping]] = ..., agent_welcome: _Optional[_Union[AgentWelcome, _Mapping]] = ..., registry_credential: _Optional[_Union[RegistryCredential, _Mapping]] = ..., sandbox_create: _Optional[_Union[SandboxCreate, _Mapping]] = ..., sandbox_get: _Optional[_Union[SandboxGet, _Mapping]] = ..., sandbox_delete: _Optional[_Union[SandboxDelete, _Mapping]] = ..., sandbox_list: _Optional[_Union[SandboxList, _Mapping]] = ..., sandbox_info: _Optional[_Union[SandboxInfo, _Mapping]] = ..., sandbox_deleted: _Optional[_Union[SandboxDeleted, _Mapping]] = ..., sandbox_inventory: _Optional[_Union[SandboxInventory, _Mapping]] = ..., image_pull: _Optional[_Union[ImagePull, _Mapping]] = ..., image_pulled: _Optional[_Union[ImagePulled, _Mapping]] = ..., terminal_open: _Optional[_Union[TerminalOpen, _Mapping]] = ..., terminal_opened: _Optional[_Union[TerminalOpened, _Mapping]] = ..., terminal_data: _Optional[_Union[TerminalData, _Mapping]] = ..., terminal_resize: _Optional[_Union[TerminalResize, _Mapping]] = ..., terminal_close: _Optional[_Union[TerminalClose, _Mapping]] = ..., terminal_exit: _Optional[_Union[TerminalExit, _Mapping]] = ..., stream_window: _Optional[_Union[StreamWindow, _Mapping]] = ..., terminal_attach: _Optional[_Union[TerminalAttach, _Mapping]] = ..., terminal_attached: _Optional[_Union[TerminalAttached, _Mapping]] = ..., terminal_detach: _Optional[_Union[TerminalDetach, _Mapping]] = ..., volume_ensure: _Optional[_Union[VolumeEnsure, _Mapping]] = ..., volume_attach: _Optional[_Union[VolumeAttach, _Mapping]] = ..., volume_detach: _Optional[_Union[VolumeDetach, _Mapping]] = ..., volume_delete: _Optional[_Union[VolumeDelete, _Mapping]] = ..., volume_usage_request: _Optional[_Union[VolumeUsageRequest, _Mapping]] = ..., volume_info: _Optional[_Union[VolumeInfo, _Mapping]] = ..., volume_attached: _Optional[_Union[VolumeAttached, _Mapping]] = ..., host_logs_request: _Optional[_Union[HostLogsRequest, _Mapping]] = ..., host_logs: _Optional[_Union[HostLogs, _Mapping]] = ..., log_line: _Optional[_Union[LogLine, _Mapping]] = ..., stream_close: _Optional[_Union[StreamClose, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., network_state: _Optional[_Union[NetworkState, _Mapping]] = ..., network_state_applied: _Optional[_Union[NetworkStateApplied, _Mapping]] = ..., network_diagnose: _Optional[_Union[NetworkDiagnose, _Mapping]] = ..., network_diagnosis: _Optional[_Union[NetworkDiagnosis, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message", "resource_id")
@@ -159,7 +167,7 @@ class Ack(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentHello(_message.Message):
-    __slots__ = ("host_id", "agent_version", "hostname", "overview", "sandboxes", "cached_images", "capabilities", "addresses", "endpoint", "terminal_session_ids")
+    __slots__ = ("host_id", "agent_version", "hostname", "overview", "sandboxes", "cached_images", "capabilities", "addresses", "endpoint", "terminal_session_ids", "mesh_public_key")
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +178,7 @@ class AgentHello(_message.Message):
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     TERMINAL_SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    MESH_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     host_id: str
     agent_version: str
     hostname: str
@@ -180,7 +189,8 @@ class AgentHello(_message.Message):
     addresses: _containers.RepeatedScalarFieldContainer[str]
     endpoint: str
     terminal_session_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, host_id: _Optional[str] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., overview: _Optional[_Union[HostOverview, _Mapping]] = ..., sandboxes: _Optional[_Iterable[_Union[SandboxInfo, _Mapping]]] = ..., cached_images: _Optional[_Iterable[_Union[CachedImage, _Mapping]]] = ..., capabilities: _Optional[_Iterable[str]] = ..., addresses: _Optional[_Iterable[str]] = ..., endpoint: _Optional[str] = ..., terminal_session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    mesh_public_key: str
+    def __init__(self, host_id: _Optional[str] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ..., overview: _Optional[_Union[HostOverview, _Mapping]] = ..., sandboxes: _Optional[_Iterable[_Union[SandboxInfo, _Mapping]]] = ..., cached_images: _Optional[_Iterable[_Union[CachedImage, _Mapping]]] = ..., capabilities: _Optional[_Iterable[str]] = ..., addresses: _Optional[_Iterable[str]] = ..., endpoint: _Optional[str] = ..., terminal_session_ids: _Optional[_Iterable[str]] = ..., mesh_public_key: _Optional[str] = ...) -> None: ...
 
 class AgentWelcome(_message.Message):
     __slots__ = ("host_id", "heartbeat_interval_s", "registry_url")
@@ -605,3 +615,197 @@ class LogLine(_message.Message):
     logger: str
     message: str
     def __init__(self, time_unix_ms: _Optional[int] = ..., level: _Optional[str] = ..., logger: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class MeshPeer(_message.Message):
+    __slots__ = ("public_key", "endpoint", "allowed_ips", "host_id", "join_id", "expires_at_unix", "persistent_keepalive_s", "mesh_address")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_IPS_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    PERSISTENT_KEEPALIVE_S_FIELD_NUMBER: _ClassVar[int]
+    MESH_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    public_key: str
+    endpoint: str
+    allowed_ips: _containers.RepeatedScalarFieldContainer[str]
+    host_id: str
+    join_id: str
+    expires_at_unix: int
+    persistent_keepalive_s: int
+    mesh_address: str
+    def __init__(self, public_key: _Optional[str] = ..., endpoint: _Optional[str] = ..., allowed_ips: _Optional[_Iterable[str]] = ..., host_id: _Optional[str] = ..., join_id: _Optional[str] = ..., expires_at_unix: _Optional[int] = ..., persistent_keepalive_s: _Optional[int] = ..., mesh_address: _Optional[str] = ...) -> None: ...
+
+class NetworkMember(_message.Message):
+    __slots__ = ("member_id", "sandbox_id", "host_id", "address", "aliases", "ports")
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    member_id: str
+    sandbox_id: str
+    host_id: str
+    address: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    ports: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, member_id: _Optional[str] = ..., sandbox_id: _Optional[str] = ..., host_id: _Optional[str] = ..., address: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class NetworkPolicyRule(_message.Message):
+    __slots__ = ("rule_id", "action", "from_addresses", "to_addresses", "ports", "protocol", "from_selector", "to_selector")
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    FROM_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    TO_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    FROM_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    TO_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    rule_id: str
+    action: str
+    from_addresses: _containers.RepeatedScalarFieldContainer[str]
+    to_addresses: _containers.RepeatedScalarFieldContainer[str]
+    ports: _containers.RepeatedScalarFieldContainer[int]
+    protocol: str
+    from_selector: str
+    to_selector: str
+    def __init__(self, rule_id: _Optional[str] = ..., action: _Optional[str] = ..., from_addresses: _Optional[_Iterable[str]] = ..., to_addresses: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[int]] = ..., protocol: _Optional[str] = ..., from_selector: _Optional[str] = ..., to_selector: _Optional[str] = ...) -> None: ...
+
+class NetworkSpec(_message.Message):
+    __slots__ = ("network_id", "name", "cidr", "gateway", "members", "policies", "trusted_addresses")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CIDR_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    name: str
+    cidr: str
+    gateway: str
+    members: _containers.RepeatedCompositeFieldContainer[NetworkMember]
+    policies: _containers.RepeatedCompositeFieldContainer[NetworkPolicyRule]
+    trusted_addresses: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, network_id: _Optional[str] = ..., name: _Optional[str] = ..., cidr: _Optional[str] = ..., gateway: _Optional[str] = ..., members: _Optional[_Iterable[_Union[NetworkMember, _Mapping]]] = ..., policies: _Optional[_Iterable[_Union[NetworkPolicyRule, _Mapping]]] = ..., trusted_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NetworkState(_message.Message):
+    __slots__ = ("mesh_address", "peers", "networks", "generation", "listen_port")
+    MESH_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    LISTEN_PORT_FIELD_NUMBER: _ClassVar[int]
+    mesh_address: str
+    peers: _containers.RepeatedCompositeFieldContainer[MeshPeer]
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkSpec]
+    generation: int
+    listen_port: int
+    def __init__(self, mesh_address: _Optional[str] = ..., peers: _Optional[_Iterable[_Union[MeshPeer, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[NetworkSpec, _Mapping]]] = ..., generation: _Optional[int] = ..., listen_port: _Optional[int] = ...) -> None: ...
+
+class NetworkStateApplied(_message.Message):
+    __slots__ = ("generation", "attachments", "failures")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    generation: int
+    attachments: _containers.RepeatedScalarFieldContainer[str]
+    failures: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, generation: _Optional[int] = ..., attachments: _Optional[_Iterable[str]] = ..., failures: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NetworkDiagnose(_message.Message):
+    __slots__ = ("network_id",)
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    def __init__(self, network_id: _Optional[str] = ...) -> None: ...
+
+class PeerCheck(_message.Message):
+    __slots__ = ("public_key", "host_id", "join_id", "endpoint", "last_handshake_unix", "reachable", "rtt_ms", "detail")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOIN_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    LAST_HANDSHAKE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    RTT_MS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    public_key: str
+    host_id: str
+    join_id: str
+    endpoint: str
+    last_handshake_unix: int
+    reachable: bool
+    rtt_ms: float
+    detail: str
+    def __init__(self, public_key: _Optional[str] = ..., host_id: _Optional[str] = ..., join_id: _Optional[str] = ..., endpoint: _Optional[str] = ..., last_handshake_unix: _Optional[int] = ..., reachable: _Optional[bool] = ..., rtt_ms: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class MemberCheck(_message.Message):
+    __slots__ = ("sandbox_id", "host_id", "address", "reachable", "rtt_ms", "detail")
+    SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    RTT_MS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    sandbox_id: str
+    host_id: str
+    address: str
+    reachable: bool
+    rtt_ms: float
+    detail: str
+    def __init__(self, sandbox_id: _Optional[str] = ..., host_id: _Optional[str] = ..., address: _Optional[str] = ..., reachable: _Optional[bool] = ..., rtt_ms: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class AliasCheck(_message.Message):
+    __slots__ = ("name", "expected_address", "resolved_address", "ok", "detail")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    expected_address: str
+    resolved_address: str
+    ok: bool
+    detail: str
+    def __init__(self, name: _Optional[str] = ..., expected_address: _Optional[str] = ..., resolved_address: _Optional[str] = ..., ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class PolicyCheck(_message.Message):
+    __slots__ = ("from_sandbox_id", "to_sandbox_id", "port", "protocol", "verdict", "rule_id")
+    FROM_SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_SANDBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    from_sandbox_id: str
+    to_sandbox_id: str
+    port: int
+    protocol: str
+    verdict: str
+    rule_id: str
+    def __init__(self, from_sandbox_id: _Optional[str] = ..., to_sandbox_id: _Optional[str] = ..., port: _Optional[int] = ..., protocol: _Optional[str] = ..., verdict: _Optional[str] = ..., rule_id: _Optional[str] = ...) -> None: ...
+
+class NetworkDiagnosis(_message.Message):
+    __slots__ = ("host_id", "network_id", "mesh_address", "interface", "implementation", "peers", "members", "aliases", "policies", "rules_installed")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    MESH_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    IMPLEMENTATION_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    RULES_INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    network_id: str
+    mesh_address: str
+    interface: str
+    implementation: str
+    peers: _containers.RepeatedCompositeFieldContainer[PeerCheck]
+    members: _containers.RepeatedCompositeFieldContainer[MemberCheck]
+    aliases: _containers.RepeatedCompositeFieldContainer[AliasCheck]
+    policies: _containers.RepeatedCompositeFieldContainer[PolicyCheck]
+    rules_installed: bool
+    def __init__(self, host_id: _Optional[str] = ..., network_id: _Optional[str] = ..., mesh_address: _Optional[str] = ..., interface: _Optional[str] = ..., implementation: _Optional[str] = ..., peers: _Optional[_Iterable[_Union[PeerCheck, _Mapping]]] = ..., members: _Optional[_Iterable[_Union[MemberCheck, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[AliasCheck, _Mapping]]] = ..., policies: _Optional[_Iterable[_Union[PolicyCheck, _Mapping]]] = ..., rules_installed: _Optional[bool] = ...) -> None: ...
