@@ -347,6 +347,8 @@ class AgentHub:
             await self._listener.sandbox_status_changed(
                 host_id, envelope.sandbox_status_changed.sandbox
             )
+        elif kind == "terminal_exit":
+            await self._listener.terminal_ended(host_id, envelope.terminal_exit)
         elif kind == "image_pull_progress":
             progress = envelope.image_pull_progress
             log.debug(

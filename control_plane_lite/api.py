@@ -25,6 +25,7 @@ from control_plane_lite.routes import (
     hosts,
     registry,
     sandboxes,
+    terminals,
 )
 from control_plane_lite.routes import networks as network_routes
 from control_plane_lite.routes import volumes as volume_routes
@@ -37,6 +38,7 @@ log = logging.getLogger("gstacks.cp.api")
 ROUTE_MODULES = (
     hosts,
     sandboxes,
+    terminals,
     blueprints,
     clusters,
     credentials,

@@ -98,12 +98,12 @@ class BlueprintService:
             )
         if not isinstance(image, str):
             raise InvalidRequest("image is required and must be a string")
-        description = body.get("description") or ""
+        description = body.get("description", "")
         if not isinstance(description, str) or len(description) > 1024:
             raise InvalidRequest(
                 "description must be a string of at most 1024 characters"
             )
-        metadata = body.get("metadata") or {}
+        metadata = body.get("metadata", {})
         if not isinstance(metadata, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
         ):

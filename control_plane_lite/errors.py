@@ -6,6 +6,7 @@
     ├── PermissionDenied        403 permission_denied: a valid credential without this right
     ├── NotFound                404 not_found: no such resource for this tenant
     ├── Conflict                409 conflict: the resource's state or a name clash forbids it
+    ├── PayloadTooLarge         413 payload_too_large: the request body is over the limit
     ├── HostUnavailable         503 unavailable: the host that must act is not connected
     ├── AgentFailed             502 agent_error: the agent tried and reported a failure
     └── Timeout                 504 timeout: waited as long as the caller allowed
@@ -52,6 +53,11 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     status = 409
     code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
 
 
 class AgentFailed(ApiError):

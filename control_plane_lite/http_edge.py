@@ -19,7 +19,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from control_plane_lite.auth import Principal
-from control_plane_lite.errors import ApiError, InvalidRequest, Unauthenticated
+from control_plane_lite.errors import (
+    ApiError,
+    InvalidRequest,
+    PayloadTooLarge,
+    Unauthenticated,
+)
 
 if TYPE_CHECKING:
     from control_plane_lite.server import ControlPlane
@@ -57,16 +62,28 @@ def authenticate_user(cp: ControlPlane, connection: HTTPConnection) -> Principal
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object; InvalidRequest for anything else."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidRequest(f"request body exceeds {MAX_BODY_BYTES} bytes")
+    """The request's JSON object; InvalidRequest for anything else.
+
+    The body is read in chunks and refused as soon as it passes MAX_BODY_BYTES, so
+    an oversized upload costs us at most that much memory.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return {}
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        # json.loads recurses once per nesting level; a few KB of "[[[[" exhaust it.
+        raise InvalidRequest("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     return body

@@ -28,6 +28,7 @@ from typing import Any
 import trio
 
 from control_plane_lite import ids
+from control_plane_lite.activity import ActivityLog
 from control_plane_lite.agent_hub import AgentHub
 from control_plane_lite.artifacts import ArtifactCatalog
 from control_plane_lite.auth import Principal
@@ -53,6 +54,9 @@ TERMINAL_STATUSES = ("failed", "deleted")
 CREATE_TIMEOUT_S = 600.0
 DELETE_TIMEOUT_S = 60.0
 MAX_WAIT_S = 600.0
+# Linux limits one argument or variable to 128 KiB and the whole exec to a few MB;
+# refusing here gives a clear error instead of a sandbox that cannot start.
+MAX_ENV_BYTES = 64 * 1024
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -111,7 +115,9 @@ class SandboxService:
         hub: AgentHub,
         artifacts: ArtifactCatalog,
         blueprints: BlueprintService,
+        activity: ActivityLog,
     ) -> None:
+        self._activity = activity
         self._store = store
         self._hub = hub
         self._artifacts = artifacts
@@ -225,28 +231,50 @@ class SandboxService:
                 self._artifacts.artifact_ref(repository, digest),
             )
 
-        command = body.get("command") or []
+        command = body.get("command", [])
         if not isinstance(command, list) or not all(
-            isinstance(a, str) for a in command
+            isinstance(a, str) and "\0" not in a for a in command
         ):
-            raise InvalidRequest("command must be a list of strings")
-        env = body.get("env") or {}
+            raise InvalidRequest("command must be a list of strings without NUL bytes")
+        if command and not command[0]:
+            raise InvalidRequest(
+                "command must start with a program, not an empty string"
+            )
+        env = body.get("env", {})
         if not isinstance(env, dict) or not all(
-            isinstance(k, str) and _ENV_KEY_RE.match(k) and isinstance(v, str)
+            isinstance(k, str)
+            and _ENV_KEY_RE.match(k)
+            and isinstance(v, str)
+            and "\0" not in v
             for k, v in env.items()
         ):
-            raise InvalidRequest("env must map variable names to string values")
+            raise InvalidRequest(
+                "env must map variable names to string values without NUL bytes"
+            )
+        if sum(len(k) + len(v) + 2 for k, v in env.items()) > MAX_ENV_BYTES:
+            raise InvalidRequest(f"env must total at most {MAX_ENV_BYTES} bytes")
         for field in _REPOSITORY_FIELDS:
             if body.get(field) is not None and not isinstance(body[field], str):
                 raise InvalidRequest(f"{field} must be a string")
-        host_id = self._choose_host(body.get("host_id"), principal.tenant_id)
 
         sandbox_id = ids.new_id("sandbox")
-        name = body.get("name") or sandbox_id.replace("_", "-")
+        name = body.get("name", sandbox_id.replace("_", "-"))
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise InvalidRequest(
                 f"name must be a DNS label (lowercase letters, digits, '-'), not {name!r}"
             )
+        # Names are unique among a tenant's live sandboxes: they become hostnames and
+        # DNS aliases, where two of the same name would be ambiguous.
+        clash = self._store.find_one(
+            "sandboxes", tenant_id=principal.tenant_id, name=name, status=LIVE_STATUSES
+        )
+        if clash is not None:
+            raise Conflict(
+                f"a sandbox named {name!r} already exists ({clash['id']})",
+                name=name,
+                sandbox_id=clash["id"],
+            )
+        host_id = self._choose_host(body.get("host_id"), principal.tenant_id)
 
         now = now_rfc3339()
         row = self._store.insert(
@@ -272,6 +300,11 @@ class SandboxService:
                 "created_at": now,
                 "updated_at": now,
             },
+        )
+        self._activity.record(
+            sandbox_id,
+            "created",
+            {"image": image_text, "image_digest": digest, "host_id": host_id},
         )
         log.info(
             "sandbox %s: creating on host %s from %s", sandbox_id, host_id, artifact_ref
@@ -463,6 +496,7 @@ class SandboxService:
     def _set_status(
         self, sandbox_id: str, status: str, **fields: Any
     ) -> dict[str, Any]:
+        before = self._store.get("sandboxes", sandbox_id)
         row = self._store.update(
             "sandboxes", sandbox_id, status=status, updated_at=now_rfc3339(), **fields
         )
@@ -470,6 +504,15 @@ class SandboxService:
         if status in TERMINAL_STATUSES and self.on_sandbox_ended is not None:
             assert self._nursery is not None
             self._nursery.start_soon(self.on_sandbox_ended, sandbox_id)
+        if before is None or before["status"] != status:
+            details = (
+                {"exit_code": fields["exit_code"]}
+                if fields.get("exit_code") is not None
+                else {}
+            )
+            if fields.get("message"):
+                details["message"] = fields["message"]
+            self._activity.record(sandbox_id, status, details)
         changed, self._changed = self._changed, trio.Event()
         changed.set()
         return row

@@ -19,6 +19,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from control_plane_lite import hypercorn_guard
+from control_plane_lite.activity import ActivityLog
 from control_plane_lite.agent_hub import AgentHub
 from control_plane_lite.api import build_app
 from control_plane_lite.api_keys import ApiKeyService
@@ -92,14 +93,17 @@ class ControlPlane:
             issue_credential=self._issue_agent_credential,
             registry_url=self.artifacts.registry_url,
         )
+        self.activity = ActivityLog(self.store)
         self.sandboxes = SandboxService(
-            self.store, self.hub, self.artifacts, self.blueprints
+            self.store, self.hub, self.artifacts, self.blueprints, self.activity
         )
         self.blueprints.live_sandbox_count = self.sandboxes.live_sandboxes_of_blueprint
         self.volumes = VolumeService(self.store, self.hub, self.sandboxes)
         self.sandboxes.volume_mounts = self.volumes.sandbox_mounts
         self.sandboxes.on_sandbox_ended = self.volumes.sandbox_ended
-        self.terminals = TerminalService(self.store, self.hub, self.sandboxes)
+        self.terminals = TerminalService(
+            self.store, self.hub, self.sandboxes, self.activity
+        )
         self.clusters = ClusterService(self.store)
         self.default_cluster_id = self.clusters.ensure_default(DEFAULT_TENANT)
         self.hosts = HostService(self.store, self.hub, self.sandboxes)
@@ -122,7 +126,11 @@ class ControlPlane:
 
     async def agent_connected(self, host_id: str, hello: pb.AgentHello) -> None:
         await self.sandboxes.reconcile(host_id, list(hello.sandboxes))
+        self.terminals.agent_connected(host_id, list(hello.terminal_session_ids))
         await self.networks.agent_connected(host_id, hello)
+
+    async def terminal_ended(self, host_id: str, ended: pb.TerminalExit) -> None:
+        self.terminals.session_ended(host_id, ended)
 
     async def sandbox_status_changed(self, host_id: str, info: pb.SandboxInfo) -> None:
         await self.sandboxes.status_reported(host_id, info)

@@ -121,6 +121,56 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     """,
     ),
     (
+        "0002-terminal-reattach-and-activity",
+        """
+    ALTER TABLE terminal_sessions ADD COLUMN env TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE terminal_sessions ADD COLUMN started_at TEXT;
+    ALTER TABLE terminal_sessions ADD COLUMN attached INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE terminal_sessions ADD COLUMN tty INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE sandbox_activity (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        sandbox_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX sandbox_activity_by_sandbox ON sandbox_activity (sandbox_id, seq);
+    """,
+    ),
+    (
+        "0003-clusters-and-enrollment",
+        """
+    CREATE TABLE clusters (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE provisioning_tokens (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        cluster_id TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        max_uses INTEGER NOT NULL,
+        uses INTEGER NOT NULL DEFAULT 0,
+        expires_at REAL NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE INDEX provisioning_tokens_cluster ON provisioning_tokens (cluster_id);
+    ALTER TABLE hosts ADD COLUMN cluster_id TEXT;
+    ALTER TABLE hosts ADD COLUMN addresses TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE hosts ADD COLUMN endpoint TEXT NOT NULL DEFAULT '';
+    ALTER TABLE hosts ADD COLUMN provisioning_token_id TEXT;
+    """,
+    ),
+    (
         "volumes-0001",
         """
     CREATE TABLE volumes (
@@ -160,39 +210,6 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         last_failure TEXT NOT NULL DEFAULT '',
         updated_at TEXT NOT NULL
     );
-    """,
-    ),
-    (
-        "0003-clusters-and-enrollment",
-        """
-    CREATE TABLE clusters (
-        id TEXT PRIMARY KEY,
-        tenant_id TEXT NOT NULL,
-        name TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        description TEXT NOT NULL DEFAULT '',
-        created_at TEXT NOT NULL,
-        UNIQUE (tenant_id, name)
-    );
-    CREATE TABLE provisioning_tokens (
-        id TEXT PRIMARY KEY,
-        tenant_id TEXT NOT NULL,
-        cluster_id TEXT NOT NULL,
-        token_hash TEXT NOT NULL UNIQUE,
-        description TEXT NOT NULL DEFAULT '',
-        max_uses INTEGER NOT NULL,
-        uses INTEGER NOT NULL DEFAULT 0,
-        expires_at REAL NOT NULL,
-        created_at TEXT NOT NULL,
-        created_by TEXT NOT NULL,
-        last_used_at TEXT,
-        revoked_at TEXT
-    );
-    CREATE INDEX provisioning_tokens_cluster ON provisioning_tokens (cluster_id);
-    ALTER TABLE hosts ADD COLUMN cluster_id TEXT;
-    ALTER TABLE hosts ADD COLUMN addresses TEXT NOT NULL DEFAULT '[]';
-    ALTER TABLE hosts ADD COLUMN endpoint TEXT NOT NULL DEFAULT '';
-    ALTER TABLE hosts ADD COLUMN provisioning_token_id TEXT;
     """,
     ),
     (
@@ -261,7 +278,7 @@ JSON_COLUMNS: Mapping[str, frozenset[str]] = {
     "blueprints": frozenset({"metadata"}),
     "sandboxes": frozenset({"command", "env"}),
     "registry_credentials": frozenset({"actions"}),
-    "terminal_sessions": frozenset({"command"}),
+    "terminal_sessions": frozenset({"command", "env"}),
     "clusters": frozenset(),
     "provisioning_tokens": frozenset(),
     "volumes": frozenset({"labels", "realized_host_ids"}),
@@ -392,6 +409,37 @@ class Store:
                 (*encoded.values(), row_id),
             )
         return self.get(table, row_id)
+
+    def append_activity(
+        self, sandbox_id: str, kind: str, details: Mapping[str, Any], created_at: str
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO sandbox_activity (sandbox_id, kind, details, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (sandbox_id, kind, json.dumps(details), created_at),
+        )
+
+    def activity_page(
+        self, sandbox_id: str, limit: int, before_seq: int | None
+    ) -> list[dict[str, Any]]:
+        """Activity of one sandbox, newest first, older than `before_seq` if given."""
+        sql = "SELECT * FROM sandbox_activity WHERE sandbox_id = ?"
+        params: list[Any] = [sandbox_id]
+        if before_seq is not None:
+            sql += " AND seq < ?"
+            params.append(before_seq)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        return [
+            {
+                "id": f"act_{row['seq']}",
+                "sandbox_id": row["sandbox_id"],
+                "kind": row["kind"],
+                "details": json.loads(row["details"]),
+                "created_at": row["created_at"],
+            }
+            for row in self._db.execute(sql, params)
+        ]
 
     def delete(self, table: str, row_id: str) -> bool:
         self._check_table(table)

@@ -26,6 +26,7 @@ from gstacks_agent.capabilities import probe_capabilities
 from gstacks_agent.config import AgentConfig, ConfigError, load_config
 from gstacks_agent.errors import AgentError
 from gstacks_agent.identity import HostIdentity, load_identity, save_identity
+from gstacks_agent.state_lock import hold_state_dir
 
 log = logging.getLogger("gstacks.agent.cli")
 
@@ -75,9 +76,13 @@ def run(config_path: Path | None, state_dir: Path | None) -> None:
     setup_logging(config.log_level)
     try:
         identity = load_identity(config.identity_dir)
-        trio.run(_run_agent, config, identity)
-    except AgentError as exc:
-        raise click.ClickException(exc.message) from exc
+        with hold_state_dir(config.state_dir):
+            trio.run(_run_agent, config, identity)
+    except BaseException as exc:
+        failure = _one_line(exc, "cannot run the agent")
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 async def _run_agent(config: AgentConfig, identity: HostIdentity) -> None:
@@ -134,11 +139,31 @@ def standalone(
     config = config.with_overrides(log_level=log_level)
     setup_logging(config.log_level)
     try:
-        trio.run(run_standalone, config, bind_host, port, access_log)
-    except AgentError as exc:
-        raise click.ClickException(exc.message) from exc
-    except OSError as exc:
-        raise click.ClickException(f"cannot start the lab: {exc}") from exc
+        with hold_state_dir(config.state_dir):
+            trio.run(run_standalone, config, bind_host, port, access_log)
+    except BaseException as exc:
+        failure = _one_line(exc, f"cannot start the lab on {bind_host}:{port}")
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+def _one_line(exc: BaseException, doing: str) -> click.ClickException | None:
+    """Turn a failure to start into one readable line; let anything else through.
+
+    Errors arrive wrapped in trio's exception groups; the first of our own errors or
+    of the OS's (a port in use, a permission denied) inside one says what happened.
+    """
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, AgentError):
+            return click.ClickException(current.message)
+        if isinstance(current, OSError):
+            return click.ClickException(f"{doing}: {current.strerror or current}")
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+    return None
 
 
 async def run_standalone(

@@ -13,10 +13,15 @@
       name: gstacks                      # the filesystem's name when it is formatted
     mesh:                                # WireGuard mesh and runtime networks
       listen_port: 51820                 # see gstacks_agent/mesh/settings.py
+    terminals:                           # terminal sessions on this host
+      grace_s: 120                       # how long a detached session waits for its client
+      idle_timeout_s: 3600               # a session with no input or output ends
+      scrollback_bytes: 4194304          # output kept for a reattach
 
 Each key may be overridden by `GSTACKS_<KEY>` in the environment (for example
 `GSTACKS_STATE_DIR`), which is how systemd environment files tune one host; the
-`volumes` section as a whole, by an inline YAML mapping in `GSTACKS_VOLUMES`.
+`volumes`, `mesh` and `terminals` sections as a whole, by an inline YAML mapping in
+`GSTACKS_VOLUMES`, `GSTACKS_MESH` or `GSTACKS_TERMINALS`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import yaml
 
 from gstacks_agent.mesh.settings import MeshSettings, MeshSettingsError
+from gstacks_agent.terminals.limits import TerminalLimits
 
 DEFAULT_CONFIG_FILE = Path("/etc/gstacks/agent.yaml")
 
@@ -68,6 +74,24 @@ class VolumesConfig:
         return cls(**values)
 
 
+def terminal_limits_from_mapping(values: object) -> TerminalLimits:
+    """The `terminals` section: positive numbers only."""
+    if not isinstance(values, dict):
+        raise ConfigError("terminals must be a mapping of settings")
+    known = {f.name for f in fields(TerminalLimits)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown terminals settings: {', '.join(unknown)}")
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(
+                f"terminals.{key} must be a positive number, not {value!r}"
+            )
+    if "scrollback_bytes" in values:
+        values = {**values, "scrollback_bytes": int(values["scrollback_bytes"])}
+    return TerminalLimits(**values)
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     state_dir: Path = Path("/var/lib/gstacks")
@@ -77,6 +101,7 @@ class AgentConfig:
     log_level: str = "INFO"
     volumes: VolumesConfig = VolumesConfig()
     mesh: MeshSettings = MeshSettings()
+    terminals: TerminalLimits = TerminalLimits()
 
     @property
     def identity_dir(self) -> Path:
@@ -110,7 +135,7 @@ def load_config(
         raise ConfigError(f"{file}: unknown settings: {', '.join(unknown)}")
     for name in known:
         env_value = environ.get(f"GSTACKS_{name.upper()}")
-        if env_value and name in ("volumes", "mesh"):
+        if env_value and name in ("volumes", "mesh", "terminals"):
             # A section: the variable holds an inline YAML mapping.
             try:
                 values[name] = yaml.safe_load(env_value)
@@ -130,6 +155,8 @@ def load_config(
                 )
     if "volumes" in values:
         values["volumes"] = VolumesConfig.from_mapping(values["volumes"])
+    if "terminals" in values:
+        values["terminals"] = terminal_limits_from_mapping(values["terminals"])
     if "mesh" in values:
         try:
             values["mesh"] = MeshSettings.from_mapping(values["mesh"])

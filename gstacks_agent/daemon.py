@@ -144,7 +144,14 @@ class Agent:
         self._registry_clients: dict[str, RegistryClient] = {}
         self._credentials: dict[str, tuple[str, float]] = {}
         self._peer: RpcPeer | None = None
-        self.terminals = TerminalManager(self.runc, self.sandboxes)
+        self.terminals = TerminalManager(
+            self.runc,
+            self.sandboxes,
+            config.terminals,
+            on_uncollected_exit=lambda ended: self._outbox_send.send_nowait(
+                pb.Envelope(terminal_exit=ended)
+            ),
+        )
         self.networks = NetworkManager(
             config.state_dir, identity.host_id, config.mesh, self.sandboxes
         )
@@ -272,6 +279,7 @@ class Agent:
             cached_images=self._cached_images(),
             capabilities=present_capabilities(),
             addresses=host_addresses(),
+            terminal_session_ids=self.terminals.session_ids(),
             mesh_public_key=self.networks.keys.public_key,
             endpoint=self.networks.endpoint(
                 self.config.control_plane_url or self.identity.control_plane_url

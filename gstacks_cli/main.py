@@ -21,7 +21,14 @@ from typing import Any, NoReturn
 import click
 import trio
 
-from gstacks_cli import output, terminal
+from gstacks_cli import (
+    apikey_commands,
+    cluster_commands,
+    host_commands,
+    output,
+    terminal,
+    token_commands,
+)
 from gstacks_cli.api_client import ApiClient, api_path
 from gstacks_cli.config import CliConfig, load_config
 from gstacks_cli.errors import ApiError, CliError
@@ -407,23 +414,43 @@ def sandbox_delete(invocation: Invocation, sandbox_id: str) -> None:
 
 
 @sandbox.command("exec")
+@click.option(
+    "-t", "--tty", is_flag=True, help="Run on a terminal (as a shell would see it)."
+)
+@click.option(
+    "-i",
+    "--interactive",
+    is_flag=True,
+    help="Send this process's stdin to the command.",
+)
 @click.argument("sandbox_id", metavar="ID")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def sandbox_exec(ctx: click.Context, sandbox_id: str, command: tuple[str, ...]) -> None:
+def sandbox_exec(
+    ctx: click.Context,
+    tty: bool,
+    interactive: bool,
+    sandbox_id: str,
+    command: tuple[str, ...],
+) -> None:
     """Run -- CMD... in a sandbox; exit with its exit code.
 
-    The command runs on a terminal sized like the local one (or 80x24); its
-    output streams to stdout byte for byte. Nothing is read from stdin. A dropped
-    connection is reattached for up to two minutes without losing output.
+    By default the command runs without a terminal: its output (stdout and stderr
+    together) reaches stdout byte for byte, and its stdin is empty unless -i sends
+    ours. With -t it runs on a terminal sized like the local one (or 80x24). A
+    dropped connection is reattached for up to two minutes without losing output.
     """
     invocation = ctx.find_object(Invocation)
     cols, rows = terminal.local_window_size()
     session = invocation.client.post(
         api_path("sandboxes", sandbox_id, "terminal-sessions"),
-        {"command": list(command), "cols": cols, "rows": rows},
+        {"command": list(command), "cols": cols, "rows": rows, "tty": tty},
     )
-    ctx.exit(_attach(invocation, "sandboxes", sandbox_id, session["id"], None))
+    stdin_fd = sys.stdin.fileno() if interactive else None
+    code = _attach(
+        invocation, "sandboxes", sandbox_id, session["id"], stdin_fd, tty=tty
+    )
+    ctx.exit(code)
 
 
 @sandbox.command("shell")
@@ -468,6 +495,8 @@ def _attach(
     owner_id: str,
     session_id: str,
     stdin_fd: int | None,
+    *,
+    tty: bool = True,
 ) -> int:
     """Attach to a session, reattaching after a dropped link; its exit code."""
     url = terminal.stream_url(invocation.config.url, owner, owner_id, session_id)
@@ -479,6 +508,7 @@ def _attach(
             output=sys.stdout.buffer,
             stdin_fd=stdin_fd,
             reattach_within_s=terminal.REATTACH_WITHIN_S,
+            tty=tty,
         )
     )
 
@@ -642,6 +672,15 @@ def registry_gc(invocation: Invocation, min_age_s: float, dry_run: bool) -> None
         f"{output.format_bytes(report['bytes_freed'])} "
         f"({report['bytes_freed']} bytes); {report['blobs_kept']} blobs kept"
     )
+
+
+# -- groups and commands kept in their own modules ----------------------------------
+
+cli.add_command(cluster_commands.cluster)
+cli.add_command(token_commands.token)
+cli.add_command(apikey_commands.apikey)
+host.add_command(host_commands.host_delete)
+host.add_command(host_commands.host_logs)
 
 cli.add_command(volume)
 

@@ -308,12 +308,19 @@ def local_window_size() -> tuple[int, int]:
 
 
 class _Keyboard:
-    """Local input across reattaches: a chunk read but not yet sent is kept."""
+    """Local input across reattaches: a chunk read but not yet sent is kept.
 
-    def __init__(self, fd: int | None) -> None:
+    `tty` says whether the remote end is a terminal. Without one, the end of local
+    input is sent as an `eof` frame (the process reads end-of-file); on a terminal
+    it is sent as ^D, the byte a line discipline turns into end-of-file.
+    """
+
+    def __init__(self, fd: int | None, tty: bool = True) -> None:
         self.fd = fd
+        self.tty = tty
         self.pending = b""
         self.ended = False
+        self.eof_sent = False
 
 
 async def attach(
@@ -325,18 +332,21 @@ async def attach(
     window_size: WindowSize = local_window_size,
     reattach_within_s: float = 0.0,
     notify: Notify | None = None,
+    tty: bool = True,
 ) -> int:
     """Attach to a session's stream at `url` and return the remote exit code.
 
-    With `stdin_fd` this is an interactive session (see the module essay);
-    without it, exec mode. Output bytes go to `output` as they arrive. With
+    With `stdin_fd` local input is forwarded (see the module essay); without it,
+    none is. Output bytes go to `output` as they arrive. `tty` False is for a
+    session without a terminal: the local tty stays as it is, and the end of
+    input (at once, without `stdin_fd`) is sent as an `eof` frame. With
     `reattach_within_s` > 0, a dropped link is reattached for that long after
     each loss, and `notify` (default: a line on stderr) hears about it.
     """
     cursor = OutputCursor()
-    keyboard = _Keyboard(stdin_fd)
+    keyboard = _Keyboard(stdin_fd, tty)
     schedule = ReattachSchedule(reattach_within_s)
-    with _raw_mode(stdin_fd) as raw:
+    with _raw_mode(stdin_fd if tty else None) as raw:
         say = notify or stderr_notifier(raw)
         while True:
             attachments = cursor.attachments
@@ -466,8 +476,13 @@ async def _run_session(
                 if keyboard.fd is not None:
                     # The senders stop quietly when the stream closes, so the
                     # receiver alone tells how the session ended.
-                    nursery.start_soon(_send_window_sizes, ws, window_size)
+                    if keyboard.tty:
+                        nursery.start_soon(_send_window_sizes, ws, window_size)
                     nursery.start_soon(_send_keys, ws, keyboard)
+                elif not keyboard.tty and not keyboard.eof_sent:
+                    # No input at all: the process reads end-of-file at once.
+                    await ws.send_message(json.dumps({"type": "eof"}))
+                    keyboard.eof_sent = True
                 exit_code = await _receive_until_exit(ws, url, cursor, output, say)
             finally:
                 with trio.move_on_after(DISCONNECT_TIMEOUT_S) as cleanup:
@@ -617,12 +632,16 @@ async def _send_keys(ws: WebSocketConnection, keyboard: _Keyboard) -> None:
             if not keyboard.pending:
                 keyboard.pending = await _read_chunk(keyboard.fd)
             if not keyboard.pending:
+                keyboard.ended = True
+                if not keyboard.tty:
+                    await ws.send_message(json.dumps({"type": "eof"}))
+                    keyboard.eof_sent = True
+                    return
                 # stdin was a pipe or a file and it ended. A tty in raw mode never
                 # gets here: its ^D arrives as a byte. Pass the end on the way a
                 # keyboard would, so a remote shell reading the PTY sees
                 # end-of-file and exits.
                 keyboard.pending = END_OF_TRANSMISSION
-                keyboard.ended = True
             await ws.send_message(keyboard.pending)
             keyboard.pending = b""
     except ConnectionClosed:

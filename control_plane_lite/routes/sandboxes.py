@@ -1,4 +1,4 @@
-"""Routes: sandboxes and their terminal sessions."""
+"""Routes: sandboxes and their activity."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import BaseRoute
 
-from control_plane_lite.errors import ApiError, InvalidRequest
+from control_plane_lite.activity import activity_record
+from control_plane_lite.errors import InvalidRequest
 from control_plane_lite.http_edge import (
     PAGE_QUERY,
     authenticate_user,
@@ -19,7 +19,6 @@ from control_plane_lite.http_edge import (
     resource,
 )
 from control_plane_lite.sandboxes import sandbox_record
-from control_plane_lite.terminals import CLOSE_UNAUTHENTICATED, session_record
 
 if TYPE_CHECKING:
     from control_plane_lite.server import ControlPlane
@@ -63,58 +62,17 @@ def routes(cp: ControlPlane) -> list[BaseRoute]:
         row = await cp.sandboxes.delete(principal, request.path_params["sandbox_id"])
         return JSONResponse(sandbox_record(row))
 
-    async def create_terminal(request: Request) -> Response:
+    async def list_activity(request: Request) -> Response:
         principal = authenticate_user(cp, request)
-        body = await json_body(request)
-        row = cp.terminals.create(principal, request.path_params["sandbox_id"], body)
-        return JSONResponse(session_record(row), status_code=201)
-
-    async def list_terminals(request: Request) -> Response:
-        principal = authenticate_user(cp, request)
+        sandbox_id = request.path_params["sandbox_id"]
+        cp.sandboxes.get(principal, sandbox_id)
         limit, cursor = page_params(request)
-        rows = cp.terminals.list(
-            principal, request.path_params["sandbox_id"], limit, cursor
-        )
-        return page(rows, limit, session_record)
-
-    async def get_terminal(request: Request) -> Response:
-        principal = authenticate_user(cp, request)
-        params = request.path_params
-        row = cp.terminals.get(principal, params["sandbox_id"], params["session_id"])
-        return JSONResponse(session_record(row))
-
-    async def delete_terminal(request: Request) -> Response:
-        principal = authenticate_user(cp, request)
-        params = request.path_params
-        await cp.terminals.delete(principal, params["sandbox_id"], params["session_id"])
-        return Response(status_code=204)
-
-    async def terminal_stream(websocket: WebSocket) -> None:
-        try:
-            principal = authenticate_user(cp, websocket)
-        except ApiError as exc:
-            # Accept first: a close before the handshake reaches the client as a
-            # bare HTTP 403, without the close code that says why.
-            await websocket.accept()
-            await websocket.close(code=CLOSE_UNAUTHENTICATED, reason=exc.message[:120])
-            return
-        params = websocket.path_params
-        await cp.terminals.stream(
-            websocket, principal, params["sandbox_id"], params["session_id"]
-        )
+        return page(cp.activity.list(sandbox_id, limit, cursor), limit, activity_record)
 
     sandbox = "/api/sandboxes/{sandbox_id}"
-    terminal = sandbox + "/terminal-sessions/{session_id}"
     return [
         resource("/api/sandboxes", PAGE_QUERY, GET=list_sandboxes, POST=create_sandbox),
         resource(sandbox, GET=get_sandbox, DELETE=delete_sandbox),
         resource(sandbox + "/wait", WAIT_QUERY, GET=wait_sandbox),
-        resource(
-            sandbox + "/terminal-sessions",
-            PAGE_QUERY,
-            GET=list_terminals,
-            POST=create_terminal,
-        ),
-        resource(terminal, GET=get_terminal, DELETE=delete_terminal),
-        WebSocketRoute(terminal + "/stream", terminal_stream),
+        resource(sandbox + "/activity", PAGE_QUERY, GET=list_activity),
     ]

@@ -131,17 +131,18 @@ class Runc:
         env: Mapping[str, str] | None = None,
         *,
         cwd: str = "/",
+        tty: bool = True,
     ) -> list[str]:
-        """The command line that runs `argv` in the container on a new terminal.
+        """The command line that runs `argv` in the container.
 
-        `-t` makes runc allocate a PTY inside the container's own devpts and
-        relay it to runc's stdio; run it on a host PTY as its controlling
-        terminal, so that runc follows the host PTY's size on SIGWINCH. Without
-        `-t`, runc would hand the process pipes, not a terminal.
+        With `tty`, `-t` makes runc allocate a PTY inside the container's own devpts
+        and relay it to runc's stdio; run it on a host PTY as its controlling
+        terminal, so that runc follows the host PTY's size on SIGWINCH. Without it
+        the process gets runc's own stdio, pipes, and its bytes pass unchanged.
         """
         if not argv:
             raise ValueError("argv must name a program")
-        args = self._argv("exec", "-t", "--cwd", cwd)
+        args = self._argv("exec", *(["-t"] if tty else []), "--cwd", cwd)
         merged = {"TERM": "xterm-256color", **(env or {})}
         for name, value in merged.items():
             args += ["--env", f"{name}={value}"]
@@ -183,9 +184,11 @@ def sandbox_exec_argv(
     sandbox_id: str,
     argv: Sequence[str],
     env: Mapping[str, str] | None = None,
+    *,
+    tty: bool = True,
 ) -> list[str]:
     """The command line for a terminal running `argv` inside `sandbox_id`."""
-    return runc.exec_argv(sandbox_id, argv, env)
+    return runc.exec_argv(sandbox_id, argv, env, tty=tty)
 
 
 def _tail_of_file(path: Path, offset: int) -> str:

@@ -40,6 +40,8 @@ from gstacks_agent.sandboxes.manager import SandboxManager
 from gstacks_agent.sandboxes.runc import Runc, sandbox_exec_argv
 from gstacks_agent.terminals.errors import TerminalClosed
 from gstacks_agent.terminals.host_shell import host_shell_argv, host_shell_env
+from gstacks_agent.terminals.limits import TerminalLimits
+from gstacks_agent.terminals.pipe_session import PipeSession
 from gstacks_agent.terminals.pty_session import PtySession
 from gstacks_agent.terminals.scrollback import Scrollback
 from gstacks_proto import pb
@@ -48,21 +50,13 @@ from gstacks_proto.rpc_peer import ChannelClosed
 log = logging.getLogger("gstacks.agent.terminals")
 
 READ_CHUNK = 64 * 1024
+GATHER_BYTES = 64 * 1024
 SEND_CHUNK = 64 * 1024
 DEFAULT_WINDOW = 256 * 1024
 MAX_WINDOW = 16 * 1024 * 1024
 WATCH_INTERVAL_S = 1.0
 
 Send = Callable[[pb.Envelope], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class TerminalLimits:
-    """Per-session bounds; one set per agent, from its configuration."""
-
-    scrollback_bytes: int = 4 * 1024 * 1024
-    grace_s: float = 120.0
-    idle_timeout_s: float = 3600.0
 
 
 @dataclass
@@ -77,7 +71,7 @@ class _Attachment:
 
 class _Session:
     def __init__(
-        self, session_id: str, pty: PtySession, limits: TerminalLimits
+        self, session_id: str, pty: PtySession | PipeSession, limits: TerminalLimits
     ) -> None:
         self.session_id = session_id
         self.pty = pty
@@ -111,7 +105,9 @@ class TerminalManager:
         runc: Runc,
         sandboxes: SandboxManager,
         limits: TerminalLimits | None = None,
+        on_uncollected_exit: Callable[[pb.TerminalExit], None] | None = None,
     ) -> None:
+        self._on_uncollected_exit = on_uncollected_exit
         self._runc = runc
         self._sandboxes = sandboxes
         self.limits = limits or TerminalLimits()
@@ -162,20 +158,31 @@ class TerminalManager:
                     resource_id=request.sandbox_id,
                 )
             argv = sandbox_exec_argv(
-                self._runc, request.sandbox_id, command or ["/bin/sh"], env
+                self._runc,
+                request.sandbox_id,
+                command or ["/bin/sh"],
+                env,
+                tty=not request.no_tty,
             )
             process_env = None
         else:
             argv = command or host_shell_argv()
             process_env = {**host_shell_env(), **env}
-        pty = await PtySession.spawn(
-            argv,
-            env=process_env,
-            cols=request.cols or 80,
-            rows=request.rows or 24,
-            name=request.session_id,
-        )
-        session = _Session(request.session_id, pty, self.limits)
+        process: PtySession | PipeSession
+        if request.no_tty:
+            process = await PipeSession.spawn(
+                argv, env=process_env, name=request.session_id
+            )
+        else:
+            process = await PtySession.spawn(
+                argv,
+                env=process_env,
+                cols=request.cols or 80,
+                rows=request.rows or 24,
+                name=request.session_id,
+                raw=bool(request.sandbox_id),
+            )
+        session = _Session(request.session_id, process, self.limits)
         self._sessions[session.session_id] = session
         nursery.start_soon(self._read_output, session)
         nursery.start_soon(self._write_input, session)
@@ -187,7 +194,7 @@ class TerminalManager:
             f"sandbox {request.sandbox_id}" if request.sandbox_id else "the host",
             stream_id,
         )
-        return pb.TerminalOpened(session_id=session.session_id, pid=pty.pid)
+        return pb.TerminalOpened(session_id=session.session_id, pid=process.pid)
 
     async def attach(
         self, stream_id: int, request: pb.TerminalAttach, send: Send, channel: object
@@ -250,7 +257,16 @@ class TerminalManager:
         kind = envelope.WhichOneof("body")
         if kind == "terminal_data":
             session.last_activity = trio.current_time()
-            session.input_send.send_nowait(envelope.terminal_data.data)
+            try:
+                if envelope.terminal_data.data:
+                    session.input_send.send_nowait(envelope.terminal_data.data)
+            except trio.ClosedResourceError:
+                log.debug(
+                    "terminal %s: input after its end dropped", session.session_id
+                )
+            if envelope.terminal_data.eof:
+                # Queued input is written first; then the writer ends the input.
+                session.input_send.close()
         elif kind == "terminal_resize":
             try:
                 session.pty.resize(
@@ -353,6 +369,12 @@ class TerminalManager:
                     break  # closed by `close` or the watchdog while we waited
                 if not data:
                     break
+                # Gather what else is ready, up to the room there is.
+                while len(data) < min(GATHER_BYTES, room):
+                    more = session.pty.read_ready(min(GATHER_BYTES, room) - len(data))
+                    if not more:
+                        break
+                    data += more
                 session.scrollback.append(data)
                 session.last_activity = trio.current_time()
                 session.notify()
@@ -371,11 +393,14 @@ class TerminalManager:
         async for data in session.input_receive:
             try:
                 await session.pty.write(data)
-            except (
-                Exception
-            ) as exc:  # the process went away; the reader reports its exit
+            except Exception as exc:
+                # The process went away; the reader reports its exit.
                 log.debug("terminal %s: input dropped: %s", session.session_id, exc)
                 return
+        # The input channel closed: end of input for a pipe (a PTY has no such thing;
+        # the client sends ^D itself).
+        if isinstance(session.pty, PipeSession) and not session.finished:
+            await session.pty.close_input()
 
     async def _send_output(self, session: _Session, attachment: _Attachment) -> None:
         stream_id = attachment.stream_id

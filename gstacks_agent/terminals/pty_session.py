@@ -27,6 +27,7 @@ import shutil
 import signal
 import struct
 import termios
+import tty
 from collections.abc import Mapping, Sequence
 
 import trio
@@ -60,11 +61,16 @@ class PtySession:
         cols: int = DEFAULT_COLS,
         rows: int = DEFAULT_ROWS,
         name: str = "",
+        raw: bool = False,
     ) -> PtySession:
         """Start `argv` on a new PTY of `cols` x `rows`.
 
         `env` replaces the agent's environment when given. `name` identifies the
-        session in log lines (a terminal or sandbox id).
+        session in log lines (a terminal or sandbox id). `raw` starts the PTY in raw
+        mode, for a program that relays another terminal (`runc exec -t`): that one
+        already turned "\n" into "\r\n", and ours must not do it a second time.
+        runc would switch our PTY to raw itself, but only once it runs; output that
+        came earlier would be converted twice.
         """
         if not argv:
             raise ValueError("argv must name a program")
@@ -72,6 +78,8 @@ class PtySession:
         setsid = _setsid_path()
         master, slave = os.openpty()
         try:
+            if raw:
+                tty.setraw(slave)
             _set_size(master, cols, rows)
             os.set_blocking(master, False)
             # The child must not start as a process-group leader: then setsid
@@ -114,6 +122,20 @@ class PtySession:
                     return b""
                 raise
             await trio.lowlevel.wait_readable(self._master)
+
+    def read_ready(self, max_bytes: int) -> bytes:
+        """Up to `max_bytes` already waiting, without blocking; b"" if none.
+
+        The PTY hands out output a few KiB at a time; gathering what is ready
+        after one `read` makes fewer, larger messages downstream.
+        """
+        if self._closed or max_bytes < 1:
+            return b""
+        try:
+            return os.read(self._master, max_bytes)
+        except (BlockingIOError, OSError):
+            # Nothing ready, or hung up (EIO): the next `read` reports the end.
+            return b""
 
     async def write(self, data: bytes) -> None:
         """Write all of `data` as keyboard input."""

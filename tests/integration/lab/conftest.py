@@ -10,6 +10,7 @@ container or mount the state dir still holds, so a failing test leaks nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -108,7 +109,10 @@ def start_lab(state_dir: Path, image_dir: Path, bind: str = "127.0.0.1") -> Lab:
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir.parent / f"{state_dir.name}.log"
     access_log = state_dir.parent / f"{state_dir.name}.access.log"
-    runc_root = Path("/run/gstacks-test") / state_dir.name
+    # One per state dir, the same across restarts of a lab, and never shared by two
+    # labs: a test run at once with another must not clean up the other's containers.
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    runc_root = Path("/run/gstacks-test") / f"{state_dir.name}-{digest}"
     env = {**os.environ, "GSTACKS_RUNC_ROOT": str(runc_root)}
     # A restarted lab appends to the same log: only read what this process writes.
     offset = log_path.stat().st_size if log_path.exists() else 0

@@ -78,6 +78,7 @@ def test_sandbox_from_blueprint_runs_isolated_and_answers_through_a_terminal(
     # and the shell running ps. No host process (python, the agent) shows.
     ps = exec_in(lab, sandbox["id"], "ps")
     rows = [line.split(None, 2) for line in ps.stdout.strip().splitlines()[1:]]
+    assert all(len(row) == 3 for row in rows), ps.stdout
     programs = {row[2].split()[0].strip("{}") for row in rows}
     assert programs <= {"/bin/sh", "sh", "sleep", "ps"}, ps.stdout
     assert rows[0][0] == "1" and rows[0][2].startswith("/bin/sh"), ps.stdout

@@ -392,7 +392,7 @@ class SandboxStatusChanged(_message.Message):
     def __init__(self, sandbox: _Optional[_Union[SandboxInfo, _Mapping]] = ...) -> None: ...
 
 class TerminalOpen(_message.Message):
-    __slots__ = ("session_id", "sandbox_id", "command", "cols", "rows", "env", "initial_window")
+    __slots__ = ("session_id", "sandbox_id", "command", "cols", "rows", "env", "initial_window", "no_tty")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -407,6 +407,7 @@ class TerminalOpen(_message.Message):
     ROWS_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     INITIAL_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    NO_TTY_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     sandbox_id: str
     command: _containers.RepeatedScalarFieldContainer[str]
@@ -414,7 +415,8 @@ class TerminalOpen(_message.Message):
     rows: int
     env: _containers.ScalarMap[str, str]
     initial_window: int
-    def __init__(self, session_id: _Optional[str] = ..., sandbox_id: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cols: _Optional[int] = ..., rows: _Optional[int] = ..., env: _Optional[_Mapping[str, str]] = ..., initial_window: _Optional[int] = ...) -> None: ...
+    no_tty: bool
+    def __init__(self, session_id: _Optional[str] = ..., sandbox_id: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cols: _Optional[int] = ..., rows: _Optional[int] = ..., env: _Optional[_Mapping[str, str]] = ..., initial_window: _Optional[int] = ..., no_tty: _Optional[bool] = ...) -> None: ...
 
 class TerminalOpened(_message.Message):
     __slots__ = ("session_id", "pid")
@@ -425,10 +427,12 @@ class TerminalOpened(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class TerminalData(_message.Message):
-    __slots__ = ("data",)
+    __slots__ = ("data", "eof")
     DATA_FIELD_NUMBER: _ClassVar[int]
+    EOF_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+    eof: bool
+    def __init__(self, data: _Optional[bytes] = ..., eof: _Optional[bool] = ...) -> None: ...
 
 class TerminalResize(_message.Message):
     __slots__ = ("cols", "rows")
