@@ -504,6 +504,17 @@ class SandboxService:
         if status in TERMINAL_STATUSES and self.on_sandbox_ended is not None:
             assert self._nursery is not None
             self._nursery.start_soon(self.on_sandbox_ended, sandbox_id)
+        if status in TERMINAL_STATUSES:
+            # Its terminal sessions end with it, attached or never started.
+            for session in self._store.select(
+                "terminal_sessions", sandbox_id=sandbox_id, status="open"
+            ):
+                self._store.update(
+                    "terminal_sessions",
+                    session["id"],
+                    status="closed",
+                    closed_at=now_rfc3339(),
+                )
         if before is None or before["status"] != status:
             details = (
                 {"exit_code": fields["exit_code"]}

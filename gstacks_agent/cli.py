@@ -58,7 +58,10 @@ def _load(config_path: Path | None, state_dir: Path | None) -> AgentConfig:
     return config.with_overrides(state_dir=state_dir)
 
 
-@click.group(help=__doc__.split("\n\n")[0])
+@click.group(
+    help=__doc__.split("\n\n")[0],
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="gstacks-agent")
 def main() -> None:
     pass

@@ -23,8 +23,10 @@ echo "lab: building the busybox OCI image" >&2
 .venv/bin/python scripts/build_busybox_image.py "$work/busybox-oci" --tag latest >/dev/null
 
 echo "lab: starting gstacks-agent standalone (log: $work/standalone.log)" >&2
+# Appended to, so that what an earlier run said stays readable.
+log_start=$(stat -c %s "$work/standalone.log" 2>/dev/null || echo 0)
 .venv/bin/gstacks-agent standalone --state-dir "$state_dir" --port "$port" \
-  >"$work/standalone.log" 2>&1 &
+  >>"$work/standalone.log" 2>&1 &
 lab_pid=$!
 stop_lab() {
   trap - INT TERM EXIT
@@ -36,12 +38,13 @@ stop_lab() {
 }
 trap stop_lab INT TERM EXIT
 
+this_run() { tail -c +"$((log_start + 1))" "$work/standalone.log"; }
 for _ in $(seq 1 100); do
-  if [ -s "$state_dir/admin-api-key" ] && grep -q "lab ready" "$work/standalone.log"; then break; fi
-  kill -0 "$lab_pid" 2>/dev/null || { cat "$work/standalone.log" >&2; exit 1; }
+  if [ -s "$state_dir/admin-api-key" ] && this_run | grep -q "lab ready"; then break; fi
+  kill -0 "$lab_pid" 2>/dev/null || { this_run >&2; exit 1; }
   sleep 0.2
 done
-grep -q "lab ready" "$work/standalone.log" || { echo "lab: did not start" >&2; exit 1; }
+this_run | grep -q "lab ready" || { echo "lab: did not start" >&2; exit 1; }
 key=$(cat "$state_dir/admin-api-key")
 export GSTACKS_API_KEY=$key
 
@@ -61,9 +64,22 @@ if [ -z "$blueprint_id" ]; then
 fi
 "${gstacks[@]}" blueprint activate "$blueprint_id" >/dev/null
 
-echo "lab: creating a sandbox from blueprint busybox ($blueprint_id)" >&2
-sandbox_id=$("${gstacks[@]}" --json sandbox create --blueprint busybox | .venv/bin/python -c \
-  'import json,sys; print(json.load(sys.stdin)["id"])')
+# One sandbox named "lab": a second run of this script finds it again (or replaces
+# it when it is no longer running).
+read -r sandbox_id sandbox_status < <("${gstacks[@]}" --json sandbox list | .venv/bin/python -c \
+  'import json,sys; print(next((s["id"]+" "+s["status"] for s in json.load(sys.stdin)["items"] if s["name"]=="lab"), "- -"))')
+if [ "$sandbox_id" != "-" ] && [ "$sandbox_status" != "running" ]; then
+  echo "lab: sandbox 'lab' ($sandbox_id) is $sandbox_status; replacing it" >&2
+  "${gstacks[@]}" sandbox delete "$sandbox_id" >/dev/null
+  sandbox_id="-"
+fi
+if [ "$sandbox_id" = "-" ]; then
+  echo "lab: creating sandbox 'lab' from blueprint busybox ($blueprint_id)" >&2
+  sandbox_id=$("${gstacks[@]}" --json sandbox create --blueprint busybox --name lab | \
+    .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+else
+  echo "lab: sandbox 'lab' ($sandbox_id) is already running" >&2
+fi
 
 echo "lab: running a command in sandbox $sandbox_id through a terminal session:" >&2
 "${gstacks[@]}" sandbox exec "$sandbox_id" -- \

@@ -437,7 +437,12 @@ class SandboxManager:
         record.exited.set()
         if record.deleting:
             return
-        self._transition(record, "stopped", exit_code=code)
+        message = ""
+        if code:
+            # Why a sandbox stopped is usually its last words: say them.
+            last = _last_line(record.bundle / "log")
+            message = f"exited with {code}" + (f": {last}" if last else "")
+        self._transition(record, "stopped", exit_code=code, message=message)
         log.info("sandbox %s: process exited with %s", record.info.sandbox_id, code)
         self._notify(record)
 
@@ -468,6 +473,19 @@ class SandboxManager:
 
     def _lock(self, sandbox_id: str) -> trio.Lock:
         return self._locks.setdefault(sandbox_id, trio.Lock())
+
+
+def _last_line(path: Path, max_bytes: int = 4096) -> str:
+    """The last non-empty line of a log file, at most 200 characters; "" if none."""
+    try:
+        with open(path, "rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            file.seek(max(0, size - max_bytes))
+            tail = file.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
 
 
 def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:

@@ -36,6 +36,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # development environment needs, while CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SYS_MODULE
 # and the rest that reach the host's kernel stay out. No CAP_NET_RAW: sandboxes do
 # not need to forge packets on the mesh.
+DEFAULT_PIDS_LIMIT = 4096
+
 DEFAULT_CAPABILITIES = (
     "CAP_AUDIT_WRITE",
     "CAP_CHOWN",
@@ -307,7 +309,11 @@ def _linux(cgroups_path: str | None) -> dict[str, Any]:
     linux: dict[str, Any] = {
         # Deny every device node; runc still allows its fixed default set
         # (null, zero, full, random, urandom, tty, ptmx, pts).
-        "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+        # A fork bomb in one sandbox must not take the host's process table.
+        "resources": {
+            "devices": [{"allow": False, "access": "rwm"}],
+            "pids": {"limit": DEFAULT_PIDS_LIMIT},
+        },
         "namespaces": [
             {"type": "pid"},
             {"type": "network"},
