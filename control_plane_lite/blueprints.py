@@ -59,6 +59,24 @@ class BlueprintService:
             "blueprints", tenant_id=principal.tenant_id, limit=limit, after_id=after_id
         )
 
+    def artifact_deletion_refusal(self, repository: str) -> str | None:
+        """Why `repository`'s content may not be deleted, if a blueprint owns it.
+
+        A blueprint's artifact lives in `<namespace>/<name>`; deleting it from the
+        registry would leave the record pointing at nothing, so it is refused for as
+        long as the blueprint exists. Deleting the blueprint first lifts this.
+        """
+        prefix = f"{self._artifacts.namespace}/"
+        if not repository.startswith(prefix):
+            return None
+        owner = self._store.find_one("blueprints", name=repository.removeprefix(prefix))
+        if owner is None:
+            return None
+        return (
+            f"repository {repository} holds the artifact of blueprint {owner['name']} "
+            f"({owner['id']}); delete the blueprint first"
+        )
+
     def resolve_for_sandbox(
         self, principal: Principal, id_or_name: str
     ) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 
 from starlette.requests import Request
 
@@ -82,10 +83,16 @@ class ControlPlaneRegistryAuthorizer:
     """
 
     def __init__(
-        self, credentials: RegistryCredentials, *, tokens_only: bool = False
+        self,
+        credentials: RegistryCredentials,
+        *,
+        tokens_only: bool = False,
+        deletion_guard: Callable[[str], str | None] | None = None,
     ) -> None:
         self._credentials = credentials
         self._tokens_only = tokens_only
+        # Says why a repository's content must not be deleted now, or None.
+        self._deletion_guard = deletion_guard
 
     def grant(
         self, request: Request, repository: str | None, action: Action
@@ -124,6 +131,10 @@ class ControlPlaneRegistryAuthorizer:
                     )
             else:
                 grant.require(repository, wanted, _manifest_digest(request))
+            if action == "delete" and repository and self._deletion_guard:
+                reason = self._deletion_guard(repository)
+                if reason is not None:
+                    raise PermissionDenied(reason)
         except PermissionDenied as exc:
             raise RegistryDenied(
                 exc.message,

@@ -81,11 +81,14 @@ class ControlPlane:
         self.registry_credentials = RegistryCredentials(
             self.store, self.authenticator, config.state_dir / TOKEN_KEY_FILE
         )
+        self.blueprints = BlueprintService(self.store, self.artifacts)
         self.registry_app = build_registry_app(
             self.registry_storage,
-            ControlPlaneRegistryAuthorizer(self.registry_credentials),
+            ControlPlaneRegistryAuthorizer(
+                self.registry_credentials,
+                deletion_guard=self.blueprints.artifact_deletion_refusal,
+            ),
         )
-        self.blueprints = BlueprintService(self.store, self.artifacts)
         self.hub = AgentHub(
             self.store,
             self.authenticator,

@@ -321,3 +321,15 @@ def test_cli_reports_errors_in_one_line_with_a_nonzero_exit(lab: Lab):
     assert missing.returncode == 1
     assert missing.stderr.strip().startswith("gstacks: ")
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_a_blueprints_artifact_cannot_be_deleted_from_the_registry_while_it_exists(
+    lab: Lab, busybox_blueprint: dict
+):
+    repository, digest = busybox_blueprint["artifact_ref"].split("/", 1)[1].split("@")
+    with lab.client() as client:
+        refused = client.delete(f"/v2/{repository}/manifests/{digest}")
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["errors"][0]["code"] == "DENIED"
+        assert "delete the blueprint first" in refused.json()["errors"][0]["message"]
+        assert client.head(f"/v2/{repository}/manifests/{digest}").status_code == 200
