@@ -23,7 +23,6 @@ import math
 import random
 import socket
 import time
-from pathlib import Path
 
 import trio
 from trio_websocket import (
@@ -255,7 +254,7 @@ class Agent:
                 self.connected.set()
                 nursery.start_soon(self._heartbeats, peer, interval)
                 nursery.start_soon(self._forward_outbox, peer)
-                await self._wait_closed(peer)
+                await peer.wait_closed()
                 nursery.cancel_scope.cancel()
             finally:
                 self._peer = None
@@ -263,10 +262,6 @@ class Agent:
                 # Terminal sessions outlive the channel; only their streams end here.
                 self.terminals.detach_channel(peer)
         raise ChannelClosed("control plane closed the channel")
-
-    async def _wait_closed(self, peer: RpcPeer) -> None:
-        while not peer.closed:
-            await trio.sleep(0.2)
 
     def _hello(self) -> pb.AgentHello:
         sandboxes = self.sandboxes.list()
@@ -503,7 +498,3 @@ class Agent:
             float(credential.expires_at_unix),
         )
         return credential.token
-
-
-def state_dir_ready(state_dir: Path) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -96,10 +96,15 @@ class RpcPeer:
         self._send_lock = trio.Lock()
         self._waiters: dict[int, trio.MemorySendChannel[pb.Envelope]] = {}
         self._closed = False
+        self._closed_event = trio.Event()
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    async def wait_closed(self) -> None:
+        """Return once the receive loop has ended."""
+        await self._closed_event.wait()
 
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -130,6 +135,7 @@ class RpcPeer:
             raise
         finally:
             self._closed = True
+            self._closed_event.set()
             for waiter in self._waiters.values():
                 waiter.close()
             self._waiters.clear()
