@@ -86,6 +86,8 @@ JOIN_FIELDS = frozenset({"ttl_s"})
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _SANDBOX_ID_RE = re.compile(r"^sbx_[0-9a-f]{16}$")
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CIDR_RE = re.compile(rf"^({_OCTET}\.){{3}}{_OCTET}/[0-9]{{1,2}}$")
 
 
 def network_record(row: dict[str, Any], member_count: int) -> dict[str, Any]:
@@ -303,9 +305,10 @@ class NetworkService:
         self, value: object, existing: list[ipaddress.IPv4Network]
     ) -> ipaddress.IPv4Network:
         try:
+            # Host bits are dropped: 10.90.0.7/24 means 10.90.0.0/24.
             cidr = (
-                ipaddress.ip_network(value, strict=True)
-                if isinstance(value, str)
+                ipaddress.ip_network(value, strict=False)
+                if isinstance(value, str) and _CIDR_RE.match(value)
                 else None
             )
         except ValueError:
@@ -320,8 +323,10 @@ class NetworkService:
             )
         for reserved in RESERVED:
             if cidr.overlaps(reserved):
-                raise InvalidRequest(
-                    f"cidr {cidr} overlaps the reserved range {reserved}"
+                raise Conflict(
+                    f"cidr {cidr} overlaps the reserved range {reserved}",
+                    cidr=str(cidr),
+                    overlaps=str(reserved),
                 )
         clash = next((e for e in existing if cidr.overlaps(e)), None)
         if clash is not None:

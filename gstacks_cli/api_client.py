@@ -100,6 +100,10 @@ class ApiClient:
         """POST `body` as JSON to `path` and return the answer's JSON body."""
         return self._request("POST", path, body=body)
 
+    def put(self, path: str, body: Mapping[str, Any]) -> Any:
+        """PUT `body` as JSON to `path` and return the answer's JSON body."""
+        return self._request("PUT", path, body=body)
+
     def delete(self, path: str) -> Any:
         """DELETE `path`; returns the JSON body, or None when there is none."""
         return self._request("DELETE", path)

@@ -25,6 +25,7 @@ from gstacks_cli import (
     apikey_commands,
     cluster_commands,
     host_commands,
+    network_commands,
     output,
     terminal,
     token_commands,
@@ -679,6 +680,7 @@ def registry_gc(invocation: Invocation, min_age_s: float, dry_run: bool) -> None
 cli.add_command(cluster_commands.cluster)
 cli.add_command(token_commands.token)
 cli.add_command(apikey_commands.apikey)
+cli.add_command(network_commands.network)
 host.add_command(host_commands.host_delete)
 host.add_command(host_commands.host_logs)
 

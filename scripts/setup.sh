@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   runc skopeo busybox-static fuse3 iproute2 util-linux procps
   docker-registry python3 python3-venv python3-dev ca-certificates
+  nftables wireguard-tools wireguard-go
 )
 missing=()
 for pkg in "${packages[@]}"; do

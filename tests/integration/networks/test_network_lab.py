@@ -8,7 +8,9 @@ reach each other only over the underlay bridge. Sandbox `web` on a serves HTTP o
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -277,7 +279,7 @@ def test_bad_input_is_refused_and_nothing_is_half_applied(
         mesh_range = lab.api(
             "POST", "/api/networks", json={"name": "meshy", "cidr": "100.64.9.0/24"}
         )
-        assert mesh_range.status_code == 400, mesh_range.text
+        assert mesh_range.status_code == 409, mesh_range.text
 
         busy = lab.api("DELETE", f"/api/networks/{network['id']}")
         assert busy.status_code == 409, busy.text
@@ -287,3 +289,50 @@ def test_bad_input_is_refused_and_nothing_is_half_applied(
         assert lab.links("b", "gsv") == veths_before
         names = [n["name"] for n in lab.ok("GET", "/api/networks")["items"]]
         assert "overlap" not in names and "meshy" not in names
+
+
+def test_cli_drives_networks_end_to_end(mesh_lab: MeshLab, shop: dict, tmp_path: Path):
+    lab = mesh_lab
+    env = {**os.environ, "GSTACKS_URL": lab.url, "GSTACKS_API_KEY": lab.key}
+
+    def gstacks(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "gstacks"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    created = gstacks("network", "create", "cli-net", "--cidr", "10.99.7.0/24")
+    assert created.returncode == 0, created.stderr
+    assert "cli-net" in gstacks("network", "list").stdout
+    clash = gstacks("network", "create", "cli-clash", "--cidr", "10.99.7.128/25")
+    assert clash.returncode == 1 and clash.stderr.startswith("gstacks: ")
+    assert len(clash.stderr.strip().splitlines()) == 1
+
+    routes = gstacks("network", "routes", "shop")
+    assert "web.shop.gstacks" in routes.stdout and "8080" in routes.stdout
+
+    added = gstacks(
+        "network", "policy", "shop", "--add", "deny", "--to", "web", "--port", "8080"
+    )
+    assert added.returncode == 0 and "deny" in added.stdout, added.stderr
+    assert GREETING not in fetch(lab, shop["client"], "web")
+    cleared = gstacks("network", "policy", "shop", "--clear")
+    assert cleared.returncode == 0 and "deny" not in cleared.stdout
+    assert GREETING in fetch(lab, shop["client"], "web")
+
+    config = tmp_path / "join.conf"
+    joined = gstacks("network", "join", "shop", "--ttl", "30s", "-o", str(config))
+    assert joined.returncode == 0, joined.stderr
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert "[Peer]" in config.read_text()
+
+    diagnosed = gstacks("network", "diagnose", "shop")
+    assert diagnosed.returncode == 0 and "healthy" in diagnosed.stdout
+
+    deleted = gstacks("network", "delete", "cli-net")
+    assert deleted.returncode == 0, deleted.stderr
+    busy = gstacks("network", "delete", "shop")
+    assert busy.returncode == 1 and "members" in busy.stderr

@@ -77,7 +77,7 @@ def test_networks_get_disjoint_default_ranges_and_overlaps_are_refused(cp):
     )
     with pytest.raises(Conflict, match="overlaps"):
         cp.networks.create(ADMIN, {"name": "clash", "cidr": first["cidr"]})
-    with pytest.raises(InvalidRequest, match="reserved"):
+    with pytest.raises(Conflict, match="reserved"):
         cp.networks.create(ADMIN, {"name": "meshy", "cidr": "100.64.5.0/24"})
     with pytest.raises(InvalidRequest, match="DNS label"):
         cp.networks.create(ADMIN, {"name": "Not_A_Label"})
