@@ -62,6 +62,10 @@ def join_config_text(
         f"PrivateKey = {private_key}",
         f"Address = {address}/32",
     ]
+    # Not done yet: no DNS line. The resolvers listen only on the networks' gateways,
+    # which a join client cannot reach, so it must use addresses from the routes.
+    # The peers are the hosts carrying the network now; a host that joins it later
+    # is not in a config issued before, so its members stay out of reach.
     for peer in peers:
         lines += [
             "",

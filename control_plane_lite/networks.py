@@ -340,6 +340,10 @@ class NetworkService:
     def delete(self, principal: Principal, ref: str) -> dict[str, Any]:
         """Delete a network without members, with its policies and join credentials."""
         row = self.get(principal, ref)
+        # Members of sandboxes deleted a moment ago must not hold the network.
+        hosts = self._prune_ended_members()
+        if hosts:
+            self._push_soon(hosts)
         members = self._members(row["id"])
         if members:
             raise Conflict(

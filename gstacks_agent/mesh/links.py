@@ -123,6 +123,8 @@ def create_veth(host_end: str, peer_end: str, bridge: str) -> None:
     with IPRoute() as ipr:
         master = _require(ipr, bridge)
         try:
+            # Not done yet: the veth keeps MTU 1500 under the mesh's 1420, so large
+            # segments between hosts rely on path-MTU discovery.
             ipr.link("add", ifname=host_end, kind="veth", peer=peer_end)
             index = _require(ipr, host_end)
             ipr.link("set", index=index, master=master, state="up")
@@ -230,6 +232,9 @@ def configure_sandbox_link(
             ipr.link("set", index=index, state="up")
             ipr.route("add", dst=f"{gateway}/32", oif=index, scope=253)
             ipr.route("add", dst=network_cidr, gateway=gateway, oif=index)
+            # Not done yet: one default route per sandbox. It goes through the
+            # first network attached; mesh-join clients of a later network are
+            # reached only while that first attachment lasts.
             has_default = any(
                 r["dst_len"] == 0 for r in ipr.get_routes(family=2, table=254)
             )

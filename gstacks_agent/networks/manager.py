@@ -109,6 +109,10 @@ class NetworkManager:
             with trio.CancelScope(shield=True):
                 if self._device is not None and self._device.kind == "userspace":
                     # Our child; the kernel's device and all links outlive us.
+                    # Not done yet: adopting a running wireguard-go across an agent
+                    # restart. Today traffic between hosts stops while the agent is
+                    # down (bridges, veths and local traffic stay) and resumes when
+                    # its state is applied again after the next hello.
                     await self._device.down()
 
     def endpoint(self, control_plane_url: str) -> str:

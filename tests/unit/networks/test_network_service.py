@@ -10,7 +10,7 @@ import pytest
 
 from control_plane_lite.auth import DEFAULT_TENANT, Principal
 from control_plane_lite.errors import Conflict, InvalidRequest, NotFound
-from control_plane_lite.mesh import MESH_RANGE
+from control_plane_lite.mesh import MESH_RANGE, JoinPeer
 from control_plane_lite.server import ControlPlane, ControlPlaneConfig
 from gstacks_agent.mesh.keys import generate_key_pair, public_key_of
 
@@ -119,9 +119,6 @@ def test_mesh_join_config_carries_a_fresh_key_and_only_member_routes(cp):
     host_a, key_a = _host(cp, "a", "198.18.0.2:51820")
     shop = cp.networks.create(ADMIN, {"name": "shop"})
     web = _member(cp, shop, host_a, ["web"])
-    peers = [("a", key_a)]
-    from control_plane_lite.mesh import JoinPeer
-
     credential = cp.networks.mesh.issue_join(
         ADMIN,
         shop["id"],
@@ -136,7 +133,7 @@ def test_mesh_join_config_carries_a_fresh_key_and_only_member_routes(cp):
     )
     assert public_key_of(private) == credential["public_key"]
     assert f"AllowedIPs = {web['address']}/32" in config
-    assert f"PublicKey = {peers[0][1]}" in config
+    assert f"PublicKey = {key_a}" in config
     assert "private" not in str(cp.store.select("mesh_joins")).lower()
 
     state = cp.networks.state_for(host_a)
