@@ -2,10 +2,9 @@
 
 How it works. A WireGuard private key is 32 random bytes clamped as RFC 7748
 section 5 says; its public key is the X25519 function of it and the base point 9.
-Both travel in base64, as `wg genkey` and `wg pubkey` print them. The scalar
-multiplication below is the Montgomery ladder of RFC 7748 section 5, in constant
-structure (the same steps whatever the key), over Python integers; a host computes
-it once per key, so its speed does not matter.
+Both travel in base64, as `wg genkey` and `wg pubkey` print them. The curve
+arithmetic is the `cryptography` package's (OpenSSL's constant-time X25519): key
+material is no place for arithmetic of our own.
 
 The host's private key lives in `<state_dir>/mesh/private-key`, mode 0600, written
 atomically; it never leaves the host. Only the public key goes to the control plane.
@@ -20,50 +19,23 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey,
+    X25519PublicKey,
+)
+
 from gstacks_agent.mesh.errors import InvalidMeshConfig
 
 KEY_BYTES = 32
 PRIVATE_KEY_FILE = "private-key"
-
-_P = 2**255 - 19
-_A24 = 121665
-
-
-def _decode_scalar(k: bytes) -> int:
-    clamped = bytearray(k)
-    clamped[0] &= 248
-    clamped[31] &= 127
-    clamped[31] |= 64
-    return int.from_bytes(clamped, "little")
 
 
 def x25519(scalar: bytes, u_point: bytes) -> bytes:
     """X25519(scalar, u) of RFC 7748 section 5, both 32 bytes little-endian."""
     if len(scalar) != KEY_BYTES or len(u_point) != KEY_BYTES:
         raise ValueError("x25519 takes a 32-byte scalar and a 32-byte u-coordinate")
-    k = _decode_scalar(scalar)
-    # The most significant bit of u is masked (RFC 7748 section 5).
-    x1 = int.from_bytes(u_point, "little") & ((1 << 255) - 1)
-    x2, z2, x3, z3 = 1, 0, x1, 1
-    swap = 0
-    for t in reversed(range(255)):
-        k_t = (k >> t) & 1
-        swap ^= k_t
-        if swap:
-            x2, x3, z2, z3 = x3, x2, z3, z2
-        swap = k_t
-        a, b = (x2 + z2) % _P, (x2 - z2) % _P
-        aa, bb = a * a % _P, b * b % _P
-        e = (aa - bb) % _P
-        c, d = (x3 + z3) % _P, (x3 - z3) % _P
-        da, cb = d * a % _P, c * b % _P
-        x3 = (da + cb) ** 2 % _P
-        z3 = x1 * (da - cb) ** 2 % _P
-        x2 = aa * bb % _P
-        z2 = e * (aa + _A24 * e) % _P
-    if swap:
-        x2, z2 = x3, z3
-    return (x2 * pow(z2, _P - 2, _P) % _P).to_bytes(KEY_BYTES, "little")
+    private = X25519PrivateKey.from_private_bytes(scalar)
+    return private.exchange(X25519PublicKey.from_public_bytes(u_point))
 
 
 _BASE_POINT = (9).to_bytes(KEY_BYTES, "little")

@@ -11,10 +11,8 @@ runc containers and mounts under each state dir, then the namespaces and bridge.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +28,7 @@ from control_plane_lite.auth import Authenticator
 from control_plane_lite.store import Store
 from gstacks_agent.identity import HostIdentity, save_identity
 
+from ..lab.conftest import force_cleanup
 from .netlab import NetLab, stop
 
 REPO = Path(__file__).resolve().parents[3]
@@ -244,7 +243,7 @@ class MeshLab:
                 if pid is not None:
                     self.net.adopt_pid(pid)
             for host in self.hosts.values():
-                _force_cleanup(host.state_dir, host.runc_root)
+                force_cleanup(host.state_dir, host.runc_root)
             self.net.close()
 
 
@@ -252,34 +251,6 @@ def _agent_env(runc_root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GSTACKS_")}
     env["GSTACKS_RUNC_ROOT"] = str(runc_root)
     return env
-
-
-def _force_cleanup(state_dir: Path, runc_root: Path) -> None:
-    """Remove containers under `runc_root` and mounts under `state_dir`."""
-    if runc_root.exists():
-        listed = subprocess.run(
-            ["runc", "--root", str(runc_root), "list", "--format", "json"],
-            capture_output=True,
-            text=True,
-        )
-        for container in json.loads(listed.stdout or "null") or []:
-            subprocess.run(
-                [
-                    "runc",
-                    "--root",
-                    str(runc_root),
-                    "delete",
-                    "--force",
-                    container["id"],
-                ],
-                capture_output=True,
-            )
-        shutil.rmtree(runc_root, ignore_errors=True)
-    prefix = str(state_dir) + "/"
-    with open("/proc/self/mountinfo") as mountinfo:
-        points = [line.split()[4] for line in mountinfo]
-    for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 @pytest.fixture(scope="session")
