@@ -31,8 +31,10 @@ BOOLEANS = {"true": True, "false": False}
 MAX_UNIX_MS = 2**63 - 1
 
 
-def host_record(row: dict[str, Any]) -> dict[str, Any]:
-    """The API's shape of a host row."""
+def host_record(
+    row: dict[str, Any], mesh: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The API's shape of a host row, with its mesh record when it has joined the mesh."""
     return {
         "id": row["id"],
         "name": row["name"],
@@ -46,9 +48,8 @@ def host_record(row: dict[str, Any]) -> dict[str, Any]:
         "overview": row["overview"],
         "routing": {
             "addresses": row["addresses"],
-            # No mesh yet: hosts reach each other on their own addresses.
-            "mesh_address": None,
-            "endpoint": row["endpoint"] or None,
+            "mesh_address": mesh["mesh_address"] if mesh else None,
+            "endpoint": row["endpoint"] or (mesh or {}).get("endpoint") or None,
         },
         "cached_images": row["cached_images"],
     }
@@ -111,12 +112,14 @@ def routes(cp: ControlPlane) -> list[BaseRoute]:
         limit, cursor = page_params(request)
         cluster_id = request.query_params.get("cluster_id") or None
         rows = cp.hosts.list(principal, limit, cursor, cluster_id)
-        return page(rows, limit, host_record)
+        return page(
+            rows, limit, lambda row: host_record(row, cp.networks.mesh.host(row["id"]))
+        )
 
     async def get_host(request: Request) -> Response:
         principal = authenticate_user(cp, request)
         row = cp.hosts.get(principal, _host_id(request))
-        return JSONResponse(host_record(row))
+        return JSONResponse(host_record(row, cp.networks.mesh.host(row["id"])))
 
     async def delete_host(request: Request) -> Response:
         principal = authenticate_user(cp, request)

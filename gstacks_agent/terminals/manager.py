@@ -465,6 +465,11 @@ class TerminalManager:
                     session.session_id,
                 )
                 self._forget(session)
+                if self._on_uncollected_exit is not None:
+                    ended = pb.TerminalExit(
+                        session_id=session.session_id, exit_code=session.exit_code
+                    )
+                    self._on_uncollected_exit(ended)
                 return
             idle = now - session.last_activity > self.limits.idle_timeout_s
             if (detached_too_long or idle) and not session.closing:

@@ -104,7 +104,12 @@ class Lab:
             return deleted.json()
 
 
-def start_lab(state_dir: Path, image_dir: Path, bind: str = "127.0.0.1") -> Lab:
+def start_lab(
+    state_dir: Path,
+    image_dir: Path,
+    bind: str = "127.0.0.1",
+    extra_env: dict[str, str] | None = None,
+) -> Lab:
     """Start a lab listening on `bind` (a kernel-chosen port); wait until it is ready."""
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir.parent / f"{state_dir.name}.log"
@@ -113,7 +118,7 @@ def start_lab(state_dir: Path, image_dir: Path, bind: str = "127.0.0.1") -> Lab:
     # labs: a test run at once with another must not clean up the other's containers.
     digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
     runc_root = Path("/run/gstacks-test") / f"{state_dir.name}-{digest}"
-    env = {**os.environ, "GSTACKS_RUNC_ROOT": str(runc_root)}
+    env = {**os.environ, **(extra_env or {}), "GSTACKS_RUNC_ROOT": str(runc_root)}
     # A restarted lab appends to the same log: only read what this process writes.
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log_file:

@@ -131,3 +131,71 @@ async def test_a_detached_session_keeps_running_and_reattach_resumes_at_the_offs
     whole = bytes(received) + rest
     assert whole == b"".join(f"line-{i}\n".encode() for i in range(40))
     assert code == 0
+
+
+async def test_sandbox_activity_lists_what_happened_newest_first(lab: Lab):
+    sandbox = lab.create_sandbox(image="lab/busybox:latest")
+    session = await create_session(
+        lab, sandbox["id"], command=["sh", "-c", "exit 3"], tty=False
+    )
+    headers = [("Authorization", f"Bearer {lab.key}")]
+    with trio.fail_after(30):
+        async with open_websocket_url(
+            stream_url(lab, sandbox["id"], session["id"]), extra_headers=headers
+        ) as ws:
+            _, code, _ = await collect(ws)
+    assert code == 3
+    lab.delete_sandbox(sandbox["id"])
+
+    with lab.client() as client:
+        everything = client.get(f"/api/sandboxes/{sandbox['id']}/activity").json()
+        kinds = [entry["kind"] for entry in everything["items"]]
+        assert kinds[0] == "deleted" and kinds[-1] == "created", kinds
+        for kind in ("running", "terminal_opened", "terminal_closed", "deleting"):
+            assert kind in kinds
+        assert kinds.index("terminal_closed") < kinds.index("terminal_opened")
+        closed = everything["items"][kinds.index("terminal_closed")]
+        assert closed["details"]["exit_code"] == 3
+
+        # Paged two at a time, the same entries come back in the same order.
+        paged, cursor = [], None
+        while True:
+            params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = client.get(f"/api/sandboxes/{sandbox['id']}/activity", params=params)
+            paged += [entry["kind"] for entry in page.json()["items"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert paged == kinds
+
+
+async def test_a_session_left_without_its_client_past_its_grace_is_closed(
+    tmp_path, busybox_layout
+):
+    from .conftest import start_lab, stop_lab
+
+    short = start_lab(
+        tmp_path / "state",
+        busybox_layout,
+        extra_env={"GSTACKS_TERMINALS": "{grace_s: 2}"},
+    )
+    try:
+        short.push(busybox_layout, "lab/busybox")
+        sandbox = short.create_sandbox(image="lab/busybox:latest")
+        session = await create_session(short, sandbox["id"], command=["sleep", "600"])
+        headers = [("Authorization", f"Bearer {short.key}")]
+        with trio.fail_after(30):
+            async with open_websocket_url(
+                stream_url(short, sandbox["id"], session["id"]), extra_headers=headers
+            ) as ws:
+                json.loads(await ws.get_message())
+        url = f"/api/sandboxes/{sandbox['id']}/terminal-sessions/{session['id']}"
+        with short.client() as client:
+            assert client.get(url).json()["status"] == "open"
+            with trio.fail_after(20):
+                while client.get(url).json()["status"] == "open":
+                    await trio.sleep(0.5)
+            assert client.get(url).json()["status"] == "closed"
+        short.delete_sandbox(sandbox["id"])
+    finally:
+        stop_lab(short)
