@@ -19,11 +19,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import (
-    X25519PrivateKey,
-    X25519PublicKey,
-)
-
 from gstacks_agent.mesh.errors import InvalidMeshConfig
 
 KEY_BYTES = 32
@@ -34,6 +29,12 @@ def x25519(scalar: bytes, u_point: bytes) -> bytes:
     """X25519(scalar, u) of RFC 7748 section 5, both 32 bytes little-endian."""
     if len(scalar) != KEY_BYTES or len(u_point) != KEY_BYTES:
         raise ValueError("x25519 takes a 32-byte scalar and a 32-byte u-coordinate")
+    # Loaded here, not at import: a few MiB the agent needs once per key.
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+
     private = X25519PrivateKey.from_private_bytes(scalar)
     return private.exchange(X25519PublicKey.from_public_bytes(u_point))
 
