@@ -51,14 +51,24 @@ class ArtifactCatalog:
         return f"{self.registry_host}/{repository}@{digest}"
 
     def split_artifact_ref(self, artifact_ref: str) -> tuple[str, str]:
-        """(repository, digest) of one of our own artifact references."""
+        """(repository, digest) of one of our own artifact references.
+
+        The host part is not compared with ours: records keep the address the
+        control plane had when they were made, and a lab restarted on another port
+        still holds the same artifacts.
+        """
         location, _, digest = artifact_ref.partition("@")
-        host, _, repository = location.partition("/")
-        if host != self.registry_host or not repository or not digest:
+        _, _, repository = location.partition("/")
+        if not repository or not digest.startswith("sha256:"):
             raise InvalidRequest(
-                f"artifact {artifact_ref!r} is not in this control plane's registry"
+                f"artifact {artifact_ref!r} is not an artifact reference"
             )
         return repository, digest
+
+    def current_ref(self, artifact_ref: str) -> str:
+        """`artifact_ref` as reachable at the control plane's address now."""
+        repository, digest = self.split_artifact_ref(artifact_ref)
+        return self.artifact_ref(repository, digest)
 
     def require_internal(self, reference: ImageReference) -> None:
         """Refuse references to registries other than ours (no external pulls yet)."""

@@ -101,7 +101,9 @@ class ControlPlane:
             self.store, self.hub, self.artifacts, self.blueprints, self.activity
         )
         self.blueprints.live_sandbox_count = self.sandboxes.live_sandboxes_of_blueprint
-        self.volumes = VolumeService(self.store, self.hub, self.sandboxes)
+        self.volumes = VolumeService(
+            self.store, self.hub, self.sandboxes, self.activity
+        )
         self.sandboxes.volume_mounts = self.volumes.sandbox_mounts
         self.sandboxes.on_sandbox_ended = self.volumes.sandbox_ended
         self.terminals = TerminalService(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,7 @@ log = logging.getLogger("gstacks.cp.terminals")
 WINDOW_BYTES = 256 * 1024
 CLIENT_CLOSE_GRACE_S = 5.0
 MAX_DIMENSION = 1000
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CREATE_FIELDS = frozenset({"command", "cols", "rows", "env", "tty"})
 DEFAULT_SANDBOX_COMMAND = ["/bin/sh"]
 
@@ -143,14 +145,23 @@ class TerminalService:
         default = DEFAULT_SANDBOX_COMMAND if target.kind == "sandbox" else []
         command = body.get("command") or default
         if not isinstance(command, list) or not all(
-            isinstance(a, str) and a for a in command
+            isinstance(a, str) and a and "\0" not in a for a in command
         ):
-            raise InvalidRequest("command must be a list of non-empty strings")
+            raise InvalidRequest(
+                "command must be a list of non-empty strings without NUL bytes"
+            )
         env = body.get("env") or {}
         if not isinstance(env, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+            isinstance(k, str)
+            and ENV_NAME.fullmatch(k)
+            and isinstance(v, str)
+            and "\0" not in v
+            for k, v in env.items()
         ):
-            raise InvalidRequest("env must map strings to strings")
+            raise InvalidRequest(
+                "env must map variable names (letters, digits, '_') to values "
+                "without NUL bytes"
+            )
         tty = body.get("tty", True)
         if not isinstance(tty, bool):
             raise InvalidRequest("tty must be true or false")
@@ -227,15 +238,7 @@ class TerminalService:
         if row["status"] != "open":
             return
         if row["started_at"] is not None:
-            try:
-                await self._hub.request(
-                    row["host_id"],
-                    pb.Envelope(terminal_close=pb.TerminalClose(session_id=session_id)),
-                )
-            except (RemoteError, HostUnavailable) as exc:
-                log.info(
-                    "terminal %s: close on host %s: %s", session_id, row["host_id"], exc
-                )
+            await self._close_on_agent(row)
         self._finish(row, "closed", None)
 
     # ---- agent reports ---------------------------------------------------------------
@@ -323,7 +326,9 @@ class TerminalService:
                 await _close_quietly(
                     websocket, CLOSE_UNAUTHENTICATED, "credential revoked"
                 )
-                await self._detach_on_agent(row)
+                # What a revoked key opened must not wait for anyone to reattach.
+                await self._close_on_agent(row)
+                self._finish(row, "closed", None)
         finally:
             self._relays_by_credential[credential].discard(revoked)
             self._hub.close_stream(sink)
@@ -542,6 +547,19 @@ class TerminalService:
             await self._hub.notify(
                 host_id, pb.Envelope(stream_id=stream_id, stream_window=window)
             )
+
+    async def _close_on_agent(self, row: dict[str, Any]) -> None:
+        with trio.move_on_after(5) as cleanup:
+            cleanup.shield = True
+            try:
+                await self._hub.request(
+                    row["host_id"],
+                    pb.Envelope(terminal_close=pb.TerminalClose(session_id=row["id"])),
+                )
+            except (RemoteError, HostUnavailable) as exc:
+                log.info(
+                    "terminal %s: close on host %s: %s", row["id"], row["host_id"], exc
+                )
 
     async def _detach_on_agent(self, row: dict[str, Any]) -> None:
         with trio.move_on_after(5) as cleanup:

@@ -34,6 +34,7 @@ from typing import Any
 import trio
 
 from control_plane_lite import ids
+from control_plane_lite.activity import ActivityLog
 from control_plane_lite.agent_hub import AgentHub
 from control_plane_lite.auth import Principal
 from control_plane_lite.clock import now_rfc3339
@@ -46,6 +47,7 @@ from control_plane_lite.errors import (
 )
 from control_plane_lite.sandboxes import SandboxService
 from control_plane_lite.store import Store
+from gstacks_agent.volumes.mount_paths import OS_DIRECTORIES, SYSTEM_PATHS
 from gstacks_proto import pb
 from gstacks_proto.rpc_peer import RemoteError
 
@@ -58,8 +60,6 @@ MAX_SIZE_BYTES = 1024**5
 MAX_LABELS = 64
 AGENT_TIMEOUT_S = 120.0
 SANDBOX_RUNNING_WAIT_S = 300.0
-# Mounting over these, or inside them, would hide what the runtime set up.
-SYSTEM_PATHS = ("/proc", "/sys", "/dev")
 MAX_MOUNT_PATH_CHARS = 1024
 
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -132,6 +132,10 @@ def check_mount_path(path: Any) -> str:
     for system in SYSTEM_PATHS:
         if path == system or path.startswith(system + "/"):
             raise InvalidRequest(f"mount_path {path!r} would shadow {system}")
+    if path in OS_DIRECTORIES:
+        raise InvalidRequest(
+            f"mount_path {path!r} would hide the image's {path}; mount below it"
+        )
     return path
 
 
@@ -143,10 +147,17 @@ def paths_conflict(a: str, b: str) -> bool:
 class VolumeService:
     """Volume and attachment records, and their realization through the agents."""
 
-    def __init__(self, store: Store, hub: AgentHub, sandboxes: SandboxService) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: AgentHub,
+        sandboxes: SandboxService,
+        activity: ActivityLog,
+    ) -> None:
         self._store = store
         self._hub = hub
         self._sandboxes = sandboxes
+        self._activity = activity
 
     # ---- volumes ----------------------------------------------------------------------
 
@@ -333,6 +344,17 @@ class VolumeService:
             raise
         row = self._store.update("volume_attachments", row["id"], status="attached")
         assert row is not None
+        if sandbox_id is not None:
+            self._activity.record(
+                sandbox_id,
+                "volume_attached",
+                {
+                    "volume_id": volume_id,
+                    "attachment_id": row["id"],
+                    "mount_path": mount_path,
+                    "read_only": read_only,
+                },
+            )
         log.info(
             "volume %s: attachment %s to %s %s%s",
             volume_id,
@@ -376,6 +398,11 @@ class VolumeService:
                 f"detach volume {volume_id} from sandbox {row['sandbox_id']}",
             )
         self._store.delete("volume_attachments", attachment_id)
+        self._activity.record(
+            row["sandbox_id"],
+            "volume_detached",
+            {"volume_id": volume_id, "attachment_id": attachment_id},
+        )
         log.info("volume %s: attachment %s deleted", volume_id, attachment_id)
         await self._release_implicit(volume_id, row["host_id"])
 

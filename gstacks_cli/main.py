@@ -436,10 +436,11 @@ def sandbox_exec(
 ) -> None:
     """Run -- CMD... in a sandbox; exit with its exit code.
 
-    By default the command runs without a terminal: its output (stdout and stderr
-    together) reaches stdout byte for byte, and its stdin is empty unless -i sends
-    ours. With -t it runs on a terminal sized like the local one (or 80x24). A
-    dropped connection is reattached for up to two minutes without losing output.
+    By default the command runs without a terminal: its output reaches stdout byte
+    for byte (stderr too, each in its own order, though their relative order is not
+    kept), and its stdin is empty unless -i sends ours. With -t it runs on a
+    terminal sized like the local one (or 80x24). A dropped connection is
+    reattached for up to two minutes without losing output.
     """
     invocation = ctx.find_object(Invocation)
     cols, rows = terminal.local_window_size()

@@ -126,6 +126,7 @@ class JuiceFs:
                     (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_DUP2, log_fd, 1),
                     (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                    *_close_inherited(keep=log_fd),
                 ],
                 setsid=True,
             )
@@ -188,3 +189,25 @@ def _failure(command: str, stderr: bytes) -> FilesystemUnavailable:
     return FilesystemUnavailable(
         f"juicefs {command} failed: {text[-STDERR_TAIL_CHARS:] or 'no output'}"
     )
+
+
+def _close_inherited(keep: int) -> list[tuple[int, int]]:
+    """posix_spawn actions closing every inheritable descriptor above stderr.
+
+    posix_spawn has no close_fds: the mount, which outlives the agent, would keep
+    whatever the agent's process holds without CLOEXEC, such as the control plane's
+    listening socket in a standalone lab (hypercorn makes it inheritable), and with
+    it the port.
+    """
+    actions = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd == keep:
+            continue
+        try:
+            inheritable = os.get_inheritable(fd)
+        except OSError:
+            continue  # the directory's own descriptor, gone already
+        if inheritable:
+            actions.append((os.POSIX_SPAWN_CLOSE, fd))
+    return actions

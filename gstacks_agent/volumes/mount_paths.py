@@ -9,6 +9,10 @@ from gstacks_agent.volumes.errors import InvalidVolumeRequest
 # Mounting over these (or inside them) would hide or replace what the runtime set
 # up for the sandbox: the root itself, procfs, sysfs and the device tmpfs.
 SYSTEM_PATHS = ("/proc", "/sys", "/dev")
+# Mounting exactly over these would replace the image's programs, libraries or
+# configuration, leaving a sandbox nothing can be run in; below them is fine
+# (/etc/myapp, /usr/local/data).
+OS_DIRECTORIES = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/usr", "/etc")
 MAX_PATH_CHARS = 1024
 _COMPONENT = re.compile(r"[A-Za-z0-9._@+=:,-]{1,255}")
 VOLUME_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -35,6 +39,10 @@ def check_mount_path(path: str) -> str:
     for system in SYSTEM_PATHS:
         if path == system or path.startswith(system + "/"):
             raise InvalidVolumeRequest(f"mount_path {path!r} would shadow {system}")
+    if path in OS_DIRECTORIES:
+        raise InvalidVolumeRequest(
+            f"mount_path {path!r} would hide the image's {path}; mount below it"
+        )
     return path
 
 

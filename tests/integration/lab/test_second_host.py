@@ -12,6 +12,7 @@ follow, on an open terminal WebSocket), and another tenant's key.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -354,7 +355,9 @@ def test_enrolled_host_connects_with_its_identity_and_routing_addresses(
 
     assert host["name"] == "second"
     assert f"{second_host.netns.inner_ip}/30" in host["routing"]["addresses"]
-    assert host["routing"]["mesh_address"] is None
+    # Every connected host gets its address on the mesh (100.64.0.0/10).
+    mesh_address = ipaddress.ip_address(host["routing"]["mesh_address"])
+    assert mesh_address in ipaddress.ip_network("100.64.0.0/10")
     assert host["overview"]["agent_version"] == host["agent_version"]
     assert any(c.startswith("oci-runtime") for c in host["capabilities"])
     with lab.client() as client:
