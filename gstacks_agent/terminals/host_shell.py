@@ -23,3 +23,8 @@ def host_shell_env(term: str = "xterm-256color") -> dict[str, str]:
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG": os.environ.get("LANG", "C.UTF-8"),
     }
+
+
+def host_shell_cwd(home: str) -> str:
+    """Where a host shell starts: `home` if it exists, else the root."""
+    return home if os.path.isdir(home) else "/"

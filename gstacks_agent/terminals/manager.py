@@ -39,7 +39,11 @@ from gstacks_agent.errors import AlreadyExists, InvalidArgument, NotFound
 from gstacks_agent.sandboxes.manager import SandboxManager
 from gstacks_agent.sandboxes.runc import Runc, sandbox_exec_argv
 from gstacks_agent.terminals.errors import TerminalClosed
-from gstacks_agent.terminals.host_shell import host_shell_argv, host_shell_env
+from gstacks_agent.terminals.host_shell import (
+    host_shell_argv,
+    host_shell_cwd,
+    host_shell_env,
+)
 from gstacks_agent.terminals.limits import TerminalLimits
 from gstacks_agent.terminals.pipe_session import PipeSession
 from gstacks_agent.terminals.pty_session import PtySession
@@ -164,19 +168,22 @@ class TerminalManager:
                 env,
                 tty=not request.no_tty,
             )
-            process_env = None
+            process_env, cwd = None, None
         else:
             argv = command or host_shell_argv()
             process_env = {**host_shell_env(), **env}
+            # A host shell starts at home, as a login would, not in the agent's cwd.
+            cwd = host_shell_cwd(process_env["HOME"])
         process: PtySession | PipeSession
         if request.no_tty:
             process = await PipeSession.spawn(
-                argv, env=process_env, name=request.session_id
+                argv, env=process_env, cwd=cwd, name=request.session_id
             )
         else:
             process = await PtySession.spawn(
                 argv,
                 env=process_env,
+                cwd=cwd,
                 cols=request.cols or 80,
                 rows=request.rows or 24,
                 name=request.session_id,

@@ -36,6 +36,7 @@ class PipeSession:
         argv: Sequence[str],
         *,
         env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
         name: str = "",
     ) -> PipeSession:
         if not argv:
@@ -46,6 +47,7 @@ class PipeSession:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
+            cwd=cwd,
             # Its own process group, so closing it reaches whatever it started.
             start_new_session=True,
         )
