@@ -59,6 +59,16 @@ class BlueprintService:
             "blueprints", tenant_id=principal.tenant_id, limit=limit, after_id=after_id
         )
 
+    def record(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The API's shape of a blueprint, its artifact at our address now.
+
+        Rows keep the registry address they were made at; a lab restarted on another
+        port still has the same artifacts, reachable at the new one.
+        """
+        shown = blueprint_record(row)
+        shown["artifact_ref"] = self._artifacts.current_ref(row["artifact_ref"])
+        return shown
+
     def artifact_deletion_refusal(self, repository: str) -> str | None:
         """Why `repository`'s content may not be deleted, if a blueprint owns it.
 

@@ -8,7 +8,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from control_plane_lite.blueprints import blueprint_record
 from control_plane_lite.http_edge import (
     PAGE_QUERY,
     authenticate_user,
@@ -27,30 +26,34 @@ def routes(cp: ControlPlane) -> list[BaseRoute]:
         principal = authenticate_user(cp, request)
         limit, cursor = page_params(request)
         rows = cp.blueprints.list(principal, limit, cursor)
-        return page(rows, limit, blueprint_record)
+        return page(rows, limit, cp.blueprints.record)
 
     async def create_blueprint(request: Request) -> Response:
         principal = authenticate_user(cp, request)
         row = await cp.blueprints.create(principal, await json_body(request))
-        return JSONResponse(blueprint_record(row), status_code=201)
+        return JSONResponse(cp.blueprints.record(row), status_code=201)
 
     async def get_blueprint(request: Request) -> Response:
         principal = authenticate_user(cp, request)
         row = cp.blueprints.get(principal, request.path_params["blueprint_id"])
-        return JSONResponse(blueprint_record(row))
+        return JSONResponse(cp.blueprints.record(row))
 
     async def activate_blueprint(request: Request) -> Response:
         principal = authenticate_user(cp, request)
         blueprint_id = request.path_params["blueprint_id"]
         return JSONResponse(
-            blueprint_record(cp.blueprints.set_active(principal, blueprint_id, True))
+            cp.blueprints.record(
+                cp.blueprints.set_active(principal, blueprint_id, True)
+            )
         )
 
     async def deactivate_blueprint(request: Request) -> Response:
         principal = authenticate_user(cp, request)
         blueprint_id = request.path_params["blueprint_id"]
         return JSONResponse(
-            blueprint_record(cp.blueprints.set_active(principal, blueprint_id, False))
+            cp.blueprints.record(
+                cp.blueprints.set_active(principal, blueprint_id, False)
+            )
         )
 
     async def delete_blueprint(request: Request) -> Response:

@@ -55,6 +55,7 @@ log = logging.getLogger("gstacks.agent.terminals")
 
 READ_CHUNK = 64 * 1024
 GATHER_BYTES = 64 * 1024
+RUNC_EXEC_FAILED = 255
 SEND_CHUNK = 64 * 1024
 DEFAULT_WINDOW = 256 * 1024
 MAX_WINDOW = 16 * 1024 * 1024
@@ -385,7 +386,9 @@ class TerminalManager:
                 session.scrollback.append(data)
                 session.last_activity = trio.current_time()
                 session.notify()
-            session.exit_code = await session.pty.wait()
+            session.exit_code = _shell_exit_code(
+                await session.pty.wait(), session.scrollback
+            )
         finally:
             with trio.CancelScope(shield=True):
                 code = await session.pty.close()
@@ -488,3 +491,22 @@ class TerminalManager:
                 log.info("terminal %s: %s; closing", session.session_id, why)
                 session.closing = True
                 await session.pty.close()
+
+
+def _shell_exit_code(code: int, output: Scrollback) -> int:
+    """The exit code a shell would give when runc could not start the program.
+
+    `runc exec` exits 255 with "exec failed: ..." when the program is missing or not
+    executable; shells say 127 and 126 for those (POSIX, "Command Search and
+    Execution"), and that is what a caller of `exec` checks for.
+    """
+    if code != RUNC_EXEC_FAILED:
+        return code
+    tail = output.read(max(output.start, output.end - 1024), 1024).lower()
+    if b"exec failed" not in tail:
+        return code
+    if b"no such file or directory" in tail or b"not found" in tail:
+        return 127
+    if b"permission denied" in tail:
+        return 126
+    return code

@@ -199,3 +199,20 @@ async def test_a_session_left_without_its_client_past_its_grace_is_closed(
         short.delete_sandbox(sandbox["id"])
     finally:
         stop_lab(short)
+
+
+@pytest.mark.parametrize("tty", [False, True])
+async def test_a_missing_program_exits_127_as_in_a_shell(
+    lab: Lab, running_sandbox: dict, tty: bool
+):
+    sandbox_id = running_sandbox["id"]
+    session = await create_session(
+        lab, sandbox_id, command=["/no/such/program"], tty=tty
+    )
+    headers = [("Authorization", f"Bearer {lab.key}")]
+    with trio.fail_after(30):
+        async with open_websocket_url(
+            stream_url(lab, sandbox_id, session["id"]), extra_headers=headers
+        ) as ws:
+            _, code, _ = await collect(ws)
+    assert code == 127
