@@ -52,6 +52,7 @@ from gstacks_agent.sandboxes.errors import (
     SandboxIdTaken,
     SandboxNotFound,
 )
+from gstacks_agent.sandboxes.log_cap import cap_log
 from gstacks_agent.sandboxes.runc import Runc
 from gstacks_agent.sandboxes.subreaper import (
     become_child_subreaper,
@@ -60,6 +61,12 @@ from gstacks_agent.sandboxes.subreaper import (
 )
 
 log = logging.getLogger("gstacks.agent.sandboxes")
+
+# A sandbox's log may grow to LOG_MAX_BYTES between checks, then keeps its newest
+# LOG_KEEP_BYTES.
+LOG_CHECK_S = 30.0
+LOG_MAX_BYTES = 16 * 1024 * 1024
+LOG_KEEP_BYTES = 1024 * 1024
 
 SANDBOX_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 USER_DB_MAX_BYTES = 1024 * 1024
@@ -179,10 +186,27 @@ class SandboxManager:
             self._nursery = nursery
             try:
                 await self.recover()
+                nursery.start_soon(self._keep_logs_bounded)
                 task_status.started()
                 await trio.sleep_forever()
             finally:
                 self._nursery = None
+
+    async def _keep_logs_bounded(self) -> None:
+        """Cut every sandbox log that outgrew LOG_MAX_BYTES, every LOG_CHECK_S."""
+        while True:
+            await trio.sleep(LOG_CHECK_S)
+            for record in list(self._sandboxes.values()):
+                path = record.bundle / "log"
+                cut = await trio.to_thread.run_sync(
+                    cap_log, path, LOG_MAX_BYTES, LOG_KEEP_BYTES
+                )
+                if cut:
+                    log.info(
+                        "sandbox %s: log cut to its last %d bytes",
+                        record.info.sandbox_id,
+                        LOG_KEEP_BYTES,
+                    )
 
     async def recover(self) -> None:
         """Load the sandboxes on disk and match them against runc's state.
@@ -343,7 +367,7 @@ class SandboxManager:
         )
         _write_json_atomic(bundle / "config.json", spec)
 
-        # Not done yet: the log grows without bound; nothing rotates or caps it.
+        # The log is bounded by `_keep_logs_bounded` (see log_cap.py).
         pid_file = bundle / "pid"
         await self._runc.run_detached(sandbox_id, bundle, pid_file, bundle / "log")
         return int(pid_file.read_text().strip())
