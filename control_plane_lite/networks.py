@@ -71,6 +71,9 @@ RESERVED = (
     ipaddress.ip_network("198.18.0.0/15"),  # benchmark and lab underlays
     ipaddress.ip_network("127.0.0.0/8"),
 )
+PRIVATE_SPACE = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
 MAX_ALIASES = 16
 MAX_PORTS = 32
 MAX_RULES = 100
@@ -82,6 +85,10 @@ LIVE_SANDBOX = ("creating", "running")
 CREATE_FIELDS = frozenset({"name", "cidr", "description"})
 ATTACH_FIELDS = frozenset({"aliases", "ports"})
 RULE_FIELDS = frozenset({"action", "from", "to", "ports", "protocol", "description"})
+# A stored rule's own columns, as opposed to its row's id, network and position.
+RULE_COLUMNS = frozenset(
+    {"action", "from_selector", "to_selector", "ports", "protocol", "description"}
+)
 JOIN_FIELDS = frozenset({"ttl_s"})
 
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -328,6 +335,14 @@ class NetworkService:
                     cidr=str(cidr),
                     overlaps=str(reserved),
                 )
+        # Sandboxes need private unicast addresses (RFC 1918). Anything else may be
+        # special (link-local, multicast, documentation, "this network") or routed
+        # elsewhere by the host: a documentation range was this lab VM's own LAN.
+        if not any(cidr.subnet_of(space) for space in PRIVATE_SPACE):
+            raise Conflict(
+                f"cidr {cidr} is not private address space; use a range within "
+                "10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+            )
         clash = next((e for e in existing if cidr.overlaps(e)), None)
         if clash is not None:
             raise Conflict(
@@ -384,6 +399,7 @@ class NetworkService:
         return self._policy_rows(network["id"])
 
     def _policy_rows(self, network_id: str) -> list[dict[str, Any]]:
+        """The network's rules in order, as stored."""
         return self._store.select(
             "network_policies", network_id=network_id, order="position"
         )
@@ -433,23 +449,39 @@ class NetworkService:
                 }
             )
 
-        for old in self._policy_rows(network["id"]):
+        previous = self._policy_rows(network["id"])
+        self._replace_rules(network["id"], checked)
+        refusals = await self._push_strict(self._hosts_of(network["id"]))
+        if refusals:
+            # Nothing half-applied: the old rules go back, to the hosts too.
+            self._replace_rules(
+                network["id"],
+                [{k: v for k, v in r.items() if k in RULE_COLUMNS} for r in previous],
+            )
+            with trio.CancelScope(shield=True):
+                await self._push(self._hosts_of(network["id"]))
+            raise AgentFailed(
+                f"the new rules were not enforced: {'; '.join(refusals)}",
+                network_id=network["id"],
+            )
+        log.info("network %s: %d policy rules set", network["id"], len(checked))
+        return self._policy_rows(network["id"])
+
+    def _replace_rules(self, network_id: str, rules: list[dict[str, Any]]) -> None:
+        for old in self._policy_rows(network_id):
             self._store.delete("network_policies", old["id"])
         now = now_rfc3339()
-        for position, rule in enumerate(checked):
+        for position, rule in enumerate(rules):
             self._store.insert(
                 "network_policies",
                 {
                     "id": ids.new_id("network_policy"),
-                    "network_id": network["id"],
+                    "network_id": network_id,
                     "position": position,
                     "created_at": now,
                     **rule,
                 },
             )
-        log.info("network %s: %d policy rules set", network["id"], len(checked))
-        await self._push(self._hosts_of(network["id"]))
-        return self._policy_rows(network["id"])
 
     # ---- members ----------------------------------------------------------------------
 
@@ -501,7 +533,20 @@ class NetworkService:
             self._store.update(
                 "network_members", existing["id"], aliases=aliases, ports=ports
             )
-            await self._push(self._hosts_of(network["id"]))
+            refusals = await self._push_strict(self._hosts_of(network["id"]))
+            if refusals:
+                self._store.update(
+                    "network_members",
+                    existing["id"],
+                    aliases=existing["aliases"],
+                    ports=existing["ports"],
+                )
+                with trio.CancelScope(shield=True):
+                    await self._push(self._hosts_of(network["id"]))
+                raise AgentFailed(
+                    f"the new aliases and ports were not applied: {'; '.join(refusals)}",
+                    sandbox_id=sandbox_id,
+                )
             row = self._store.get("network_members", existing["id"])
             assert row is not None
             return member_record(row, network["name"]), False
@@ -844,6 +889,27 @@ class NetworkService:
             return
         for failure in applied.failures:
             log.warning("host %s: %s", host_id, failure)
+
+    async def _push_strict(self, host_ids: Iterable[str]) -> list[str]:
+        """Send each connected host its state; what each refusal said.
+
+        For changes the caller is told about: a host that refuses means the change is
+        not in force there. Hosts that are not connected get it on their next hello.
+        """
+        refusals: list[str] = []
+
+        async def push(host_id: str) -> None:
+            if not self._hub.is_connected(host_id):
+                return
+            try:
+                await self._apply_on(host_id)
+            except (AgentFailed, HostUnavailable) as exc:
+                refusals.append(exc.message)
+
+        async with trio.open_nursery() as nursery:
+            for host_id in sorted(set(host_ids)):
+                nursery.start_soon(push, host_id)
+        return refusals
 
     def _push_soon(self, host_ids: Iterable[str]) -> None:
         if self._nursery is not None:

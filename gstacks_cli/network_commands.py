@@ -10,6 +10,7 @@ import click
 
 from gstacks_cli import output
 from gstacks_cli.api_client import api_path
+from gstacks_cli.errors import CliError
 from gstacks_cli.output import Column
 from gstacks_cli.token_commands import Duration
 
@@ -241,18 +242,33 @@ def network_join(
 
     Bring it up with 'wg-quick up FILE'. Its private key is shown only this once.
     """
-    credential = invocation.client.post(
-        api_path("networks", network_ref, "mesh-join"), {"ttl_s": ttl_s}
-    )
-    if invocation.json_output:
-        invocation.show(credential)
-        return
-    if output_path is None:
-        click.echo(credential["config"], nl=False)
-        return
-    fd = os.open(output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
+    # Open the file first: a credential whose private key cannot be saved is lost.
+    out = None
+    if output_path is not None and not invocation.json_output:
+        try:
+            fd = os.open(output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as exc:
+            raise CliError(f"cannot write {output_path}: {exc.strerror}") from exc
+        out = os.fdopen(fd, "w")
+    try:
+        credential = invocation.client.post(
+            api_path("networks", network_ref, "mesh-join"), {"ttl_s": ttl_s}
+        )
+        if invocation.json_output:
+            invocation.show(credential)
+            return
+        if out is None:
+            click.echo(credential["config"], nl=False)
+            return
         out.write(credential["config"])
+    except BaseException:
+        if out is not None:
+            # Nothing was issued, or it cannot be saved: leave no empty file behind.
+            output_path.unlink(missing_ok=True)
+        raise
+    finally:
+        if out is not None:
+            out.close()
     click.echo(
         f"wrote {output_path}: {credential['mesh_address']} until "
         f"{credential['expires_at']}"

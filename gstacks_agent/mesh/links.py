@@ -171,6 +171,9 @@ def move_to_namespace(name: str, pid: int) -> None:
         os.close(fd)
 
 
+RT_SCOPE_LINK = 253  # rtnetlink(7)
+
+
 def sync_routes(device: str, cidrs: Iterable[str]) -> None:
     """Make our routes through `device` exactly `cidrs` (scope link, main table)."""
     wanted = {str(ipaddress.ip_network(c, strict=False)) for c in cidrs}
@@ -182,13 +185,20 @@ def sync_routes(device: str, cidrs: Iterable[str]) -> None:
             present.add(f"{dst}/{route['dst_len']}")
         try:
             for cidr in sorted(present - wanted):
-                ipr.route("del", dst=cidr, oif=index, proto=ROUTE_PROTOCOL)
+                # The scope must match the route's, or the kernel finds none (ESRCH).
+                ipr.route(
+                    "del",
+                    dst=cidr,
+                    oif=index,
+                    scope=RT_SCOPE_LINK,
+                    proto=ROUTE_PROTOCOL,
+                )
             for cidr in sorted(wanted):
                 ipr.route(
                     "replace",
                     dst=cidr,
                     oif=index,
-                    scope=253,  # RT_SCOPE_LINK
+                    scope=RT_SCOPE_LINK,
                     proto=ROUTE_PROTOCOL,
                 )
         except _netlink_error() as exc:

@@ -473,5 +473,5 @@ def _name_table(networks: Sequence[pb.NetworkSpec]) -> NameTable:
         aliases = {alias: m.address for m in spec.members for alias in m.aliases}
         table.add_network(spec.name, spec.gateway, aliases)
         for member in spec.members:
-            table.add_member(member.address, spec.name)
+            table.add_member(member.address, spec.name, member.sandbox_id)
     return table

@@ -53,8 +53,12 @@ class NameTable:
 
     # network name -> alias -> address
     records: dict[str, dict[str, str]] = field(default_factory=dict)
-    # member address -> names of its networks
+    # member address -> names of the networks of its sandbox. A sandbox in two
+    # networks asks the one resolver its resolv.conf names, from that network's
+    # address, about names of either network.
     memberships: dict[str, set[str]] = field(default_factory=dict)
+    # sandbox id -> its addresses, to share one sandbox's networks among them
+    _addresses_of: dict[str, set[str]] = field(default_factory=dict)
     # Addresses of the host itself (gateways, loopback): they may resolve everything.
     host_addresses: frozenset[str] = frozenset({"127.0.0.1"})
 
@@ -62,8 +66,15 @@ class NameTable:
         self.records[name] = dict(aliases)
         self.host_addresses = self.host_addresses | {gateway}
 
-    def add_member(self, address: str, network: str) -> None:
-        self.memberships.setdefault(address, set()).add(network)
+    def add_member(self, address: str, network: str, sandbox_id: str = "") -> None:
+        addresses = {address}
+        if sandbox_id:
+            addresses = self._addresses_of.setdefault(sandbox_id, set())
+            addresses.add(address)
+        networks = set().union(*(self.memberships.get(a, set()) for a in addresses))
+        networks.add(network)
+        for each in addresses:
+            self.memberships[each] = networks
 
     def lookup(self, source: str, name: str, qtype: int) -> Lookup:
         name = name.rstrip(".").lower()

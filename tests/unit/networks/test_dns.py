@@ -99,3 +99,20 @@ async def test_silent_upstream_yields_servfail():
         )
         reply = await client.recv(512)
     assert reply[3] & 0xF == dns_message.RCODE_SERVFAIL
+
+
+def test_a_sandbox_in_two_networks_resolves_both_from_either_address():
+    from gstacks_agent.networks.resolver import NameTable
+
+    table = NameTable()
+    table.add_network("one", "10.1.0.1", {"a": "10.1.0.2"})
+    table.add_network("two", "10.2.0.1", {"web": "10.2.0.3", "b": "10.2.0.2"})
+    table.add_member("10.1.0.2", "one", "sbx_both")
+    table.add_member("10.2.0.3", "two", "sbx_web")
+    table.add_member("10.2.0.2", "two", "sbx_both")
+
+    # Asking the resolver of its first network, it still sees the second one.
+    assert table.lookup("10.1.0.2", "web.two.gstacks", 1).addresses == ("10.2.0.3",)
+    assert table.lookup("10.2.0.2", "a.one.gstacks", 1).addresses == ("10.1.0.2",)
+    # A sandbox in one network only does not see the other.
+    assert table.lookup("10.2.0.3", "a.one.gstacks", 1).addresses == ()
