@@ -320,3 +320,18 @@ def _tail(path: Path, max_bytes: int = 2000) -> str:
     except OSError:
         return "(no log)"
     return data[-max_bytes:].decode(errors="replace").strip()
+
+
+class StopOnce:
+    """A signal handler: the first SIGINT or SIGTERM stops the benchmark (as Ctrl-C
+    would), later ones are ignored so that its cleanup runs to the end."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.stopping:
+            log.warning("cleaning up; ignoring %s", signal.Signals(signum).name)
+            return
+        self.stopping = True
+        raise KeyboardInterrupt

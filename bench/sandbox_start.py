@@ -44,7 +44,7 @@ import click
 import httpx
 import psutil
 from bare_runc import BareRunc, cached_image
-from lab_processes import EnrolledAgent, LabFailed, StandaloneLab
+from lab_processes import EnrolledAgent, LabFailed, StandaloneLab, StopOnce
 
 from gstacks_agent.sandboxes import rootfs
 
@@ -191,20 +191,6 @@ def report(figures: dict[str, Any]) -> str:
     return "\n".join(f"{a:<46}{b:>10}{c:>10}".rstrip() for a, b, c in rows)
 
 
-class _StopOnce:
-    """The first SIGINT or SIGTERM stops the benchmark; later ones spare cleanup."""
-
-    def __init__(self) -> None:
-        self.stopping = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.stopping:
-            log.warning("cleaning up; ignoring %s", signal.Signals(signum).name)
-            return
-        self.stopping = True
-        raise KeyboardInterrupt
-
-
 @click.command(help=__doc__.split("\n\n")[0])
 @click.option(
     "--runs",
@@ -222,7 +208,7 @@ def main(runs: int) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if os.geteuid() != 0:
         raise click.ClickException("run as root: sandboxes need mounts and runc")
-    stop = _StopOnce()
+    stop = StopOnce()
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import click
 import trio
-from lab_processes import StandaloneLab
+from lab_processes import StandaloneLab, StopOnce
 from sandbox_start import BUILD_IMAGE_SCRIPT, remove_work_dir
 from trio_websocket import WebSocketConnection, open_websocket_url
 
@@ -333,20 +333,6 @@ def report(figures: dict[str, Any]) -> str:
     return "\n".join(f"{a:<50}{b:>12}{c:>12}".rstrip() for a, b, c in rows)
 
 
-class _StopOnce:
-    """The first SIGINT or SIGTERM stops the benchmark; later ones spare cleanup."""
-
-    def __init__(self) -> None:
-        self.stopping = False
-
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.stopping:
-            log.warning("cleaning up; ignoring %s", signal.Signals(signum).name)
-            return
-        self.stopping = True
-        raise KeyboardInterrupt
-
-
 @click.command(help=__doc__.split("\n\n")[0])
 @click.option(
     "--megabytes",
@@ -378,7 +364,7 @@ def main(megabytes: int, rounds: int, keys: int) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if os.geteuid() != 0:
         raise click.ClickException("run as root: sandboxes need mounts and runc")
-    stop = _StopOnce()
+    stop = StopOnce()
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
 

@@ -55,7 +55,6 @@ import trio
 from .errors import (
     BlobUnknown,
     BlobUploadUnknown,
-    DigestMismatch,
     ManifestUnknown,
     NameUnknown,
     SizeInvalid,
@@ -70,6 +69,7 @@ from .storage import (
     UploadClaim,
     UploadStatus,
     is_canonical_uuid,
+    upload_digest_mismatch,
 )
 
 log = logging.getLogger("gstacks.cp.registry")
@@ -314,18 +314,7 @@ class S3Storage:
             actual = Digest(hex=running.hasher.hexdigest())
             if actual != digest:
                 await self._remove_upload(upload_id)
-                log.warning(
-                    "upload %s for %s refused: claimed %s, received %s",
-                    upload_id,
-                    repository,
-                    digest,
-                    actual,
-                )
-                raise DigestMismatch(
-                    f"uploaded bytes have digest {actual}, not {digest}",
-                    detail={"claimed": str(digest), "received": str(actual)},
-                    resource_id=str(digest),
-                )
+                raise upload_digest_mismatch(upload_id, repository, digest, actual)
 
             target = self._blob_key(digest)
             existing = await self.client.head_object(target)

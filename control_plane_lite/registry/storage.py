@@ -236,6 +236,28 @@ class BlobStorage(Protocol):
         ...
 
 
+def upload_digest_mismatch(
+    upload_id: str, repository: str, claimed: Digest, actual: Digest
+) -> DigestMismatch:
+    """The error for an upload whose bytes are not the digest its client claimed.
+
+    Both drivers refuse such an upload the same way: log it, delete the session,
+    raise this.
+    """
+    log.warning(
+        "upload %s for %s refused: claimed %s, received %s",
+        upload_id,
+        repository,
+        claimed,
+        actual,
+    )
+    return DigestMismatch(
+        f"uploaded bytes have digest {actual}, not {claimed}",
+        detail={"claimed": str(claimed), "received": str(actual)},
+        resource_id=str(claimed),
+    )
+
+
 @dataclass(slots=True)
 class _RunningHash:
     """sha256 of the first `offset` bytes of an upload's data file."""
@@ -449,18 +471,7 @@ class FilesystemStorage:
             actual = Digest(hex=running.hasher.hexdigest())
             if actual != digest:
                 await self._remove_upload(upload_id)
-                log.warning(
-                    "upload %s for %s refused: claimed %s, received %s",
-                    upload_id,
-                    repository,
-                    digest,
-                    actual,
-                )
-                raise DigestMismatch(
-                    f"uploaded bytes have digest {actual}, not {digest}",
-                    detail={"claimed": str(digest), "received": str(actual)},
-                    resource_id=str(digest),
-                )
+                raise upload_digest_mismatch(upload_id, repository, digest, actual)
 
             data = self._upload_path(upload_id) / "data"
             target = self._blob_path(digest)
