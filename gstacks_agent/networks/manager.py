@@ -55,7 +55,11 @@ from gstacks_agent.networks.names import (
 )
 from gstacks_agent.networks.nftables import Nftables
 from gstacks_agent.networks.resolver import NameTable, Resolver, host_upstream
-from gstacks_agent.networks.sandbox_resolv import resolv_conf_text, write_resolv_conf
+from gstacks_agent.networks.sandbox_resolv import (
+    remove_resolv_conf,
+    resolv_conf_text,
+    write_resolv_conf,
+)
 from gstacks_agent.sandboxes.manager import SandboxManager
 from gstacks_proto import pb
 
@@ -85,6 +89,9 @@ class NetworkManager:
         self._sandboxes = sandboxes
         self._device: MeshDevice | None = None
         self._nft: Nftables | None = None
+        # Sandboxes whose resolv.conf this process wrote, to take it back when
+        # they leave their last network.
+        self._resolv_written: set[str] = set()
         upstream = (
             (settings.dns_upstream, 53) if settings.dns_upstream else host_upstream()
         )
@@ -201,6 +208,7 @@ class NetworkManager:
 
         for sandbox_id, specs in attached_sandboxes.items():
             await self._write_resolv(sandbox_id, specs)
+        await self._take_back_resolv(set(attached_sandboxes))
 
         await self._nftables().apply(ruleset.build_ruleset(networks))
         self.resolver.table = _name_table(networks)
@@ -292,6 +300,19 @@ class NetworkManager:
             return
         text = resolv_conf_text(specs[0].gateway, [s.name for s in specs])
         await trio.to_thread.run_sync(write_resolv_conf, info.pid, text, sandbox_id)
+        self._resolv_written.add(sandbox_id)
+
+    async def _take_back_resolv(self, still_attached: set[str]) -> None:
+        for sandbox_id in sorted(self._resolv_written - still_attached):
+            self._resolv_written.discard(sandbox_id)
+            try:
+                info = self._sandboxes.get(sandbox_id)
+            except NotFound:
+                continue
+            if info.pid and await trio.to_thread.run_sync(remove_resolv_conf, info.pid):
+                log.info(
+                    "sandbox %s: left its last network; resolv.conf removed", sandbox_id
+                )
 
     def _nftables(self) -> Nftables:
         if self._nft is None:
@@ -299,6 +320,7 @@ class NetworkManager:
         return self._nft
 
     async def _teardown(self) -> None:
+        await self._take_back_resolv(set())
         await self.resolver.listen_on(())
         if self._nft is not None or await trio.to_thread.run_sync(
             links.link_names, BRIDGE_PREFIX

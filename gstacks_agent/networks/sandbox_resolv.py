@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from gstacks_agent.networks.errors import SandboxNotAttachable
 from gstacks_agent.networks.resolver import DOMAIN
 
+MARKER = "# written by gstacks-agent for the sandbox's networks\n"
+
 
 def resolv_conf_text(nameserver: str, network_names: Sequence[str]) -> str:
     search = " ".join(f"{name}.{DOMAIN}" for name in network_names)
-    return (
-        "# written by gstacks-agent for the sandbox's networks\n"
+    return MARKER + (
         f"nameserver {nameserver}\n"
         f"search {search}\n"
         "options ndots:1 timeout:2 attempts:2\n"
@@ -56,3 +57,24 @@ def write_resolv_conf(pid: int, text: str, sandbox_id: str) -> None:
         os.write(fd, text.encode())
     finally:
         os.close(fd)
+
+
+def remove_resolv_conf(pid: int) -> bool:
+    """Remove the sandbox's /etc/resolv.conf if we wrote it; True if removed.
+
+    A sandbox that left its last network would otherwise keep asking a resolver that
+    no longer answers it, waiting out every lookup's timeouts.
+    """
+    path = f"/proc/{pid}/root/etc/resolv.conf"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False  # gone, a symlink, or the sandbox's own: not ours to touch
+    try:
+        head = os.read(fd, len(MARKER.encode()))
+    finally:
+        os.close(fd)
+    if head != MARKER.encode():
+        return False
+    os.unlink(path)
+    return True

@@ -112,6 +112,14 @@ def test_sandbox_in_another_network_cannot_reach_web(mesh_lab: MeshLab, shop: di
         assert shop["web_address"] not in looked_up.stdout
         # The shop's own client still gets through.
         assert GREETING in fetch(lab, shop["client"], "web")
+
+        # Out of its last network, it no longer asks that network's resolver.
+        assert "nameserver" in lab.exec(intruder, "cat", "/etc/resolv.conf").stdout
+        lab.api(
+            "POST", f"/api/sandboxes/{intruder['id']}/networks/{other['id']}/detach"
+        )
+        gone = lab.exec(intruder, "cat", "/etc/resolv.conf")
+        assert "nameserver" not in gone.stdout
     finally:
         lab.api(
             "POST", f"/api/sandboxes/{intruder['id']}/networks/{other['id']}/detach"
