@@ -22,16 +22,21 @@ fails, removes the containers with runc and unmounts their rootfs itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 
 from control_plane_lite.auth import Authenticator
@@ -335,3 +340,41 @@ class StopOnce:
             return
         self.stopping = True
         raise KeyboardInterrupt
+
+
+def remove_work_dir(work: Path) -> None:
+    """Unmount whatever is still mounted under `work`, then remove it."""
+    prefix = f"{os.path.realpath(work)}/"
+    mounted = [p for p in rootfs.mount_points() if p.startswith(prefix)]
+    for point in sorted(mounted, key=len, reverse=True):
+        log.warning("unmounting leftover %s", point)
+        rootfs.unmount(Path(point))
+    # rmtree crosses mount points; never let it walk into someone's files.
+    if any(p.startswith(prefix) for p in rootfs.mount_points()):
+        log.error("%s still holds mounts; leaving it in place", work)
+        return
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def bench_work_dir() -> Iterator[Path]:
+    """What every benchmark's main needs: logging on stderr, root, a stop-once
+    handler for SIGINT and SIGTERM, and a temp dir removed (mounts first) at the end.
+    """
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if os.geteuid() != 0:
+        raise click.ClickException("run as root: sandboxes need mounts and runc")
+    stop = StopOnce()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    work = Path(tempfile.mkdtemp(prefix="gstacks-bench-"))
+    try:
+        yield work
+    finally:
+        stop.stopping = True
+        remove_work_dir(work)

@@ -31,7 +31,6 @@ import logging
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +38,8 @@ import click
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
+
+from lab_processes import bench_work_dir  # noqa: E402
 
 from tests.integration.networks.conftest import MeshLab  # noqa: E402
 from tests.integration.networks.netlab import NetLab, enter  # noqa: E402
@@ -175,39 +176,39 @@ def _attach_latency(lab: MeshLab, runs: int) -> dict[str, list[float]]:
 )
 @click.option("--runs", default=5, show_default=True, help="Transfers and attaches.")
 def main(megabytes: int, runs: int) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    work = Path(tempfile.mkdtemp(prefix="gstacks-bench-mesh-"))
-    subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_DIR / "scripts" / "build_busybox_image.py"),
-            str(work / "image"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    lab = MeshLab(NetLab(), work)
-    try:
-        lab.start_lab()
+    # Logging, root, signals, and the work dir removed at the end, even on Ctrl-C.
+    with bench_work_dir() as work:
         subprocess.run(
             [
-                "skopeo",
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                f"admin:{lab.key}",
-                f"oci:{work / 'image'}:latest",
-                f"docker://{lab.url.removeprefix('http://')}/lab/busybox:latest",
+                sys.executable,
+                str(PROJECT_DIR / "scripts" / "build_busybox_image.py"),
+                str(work / "image"),
             ],
             check=True,
             capture_output=True,
         )
-        lab.add_host("b")
-        transfer = _throughput(lab, megabytes, runs)
-        attach = _attach_latency(lab, runs)
-    finally:
-        lab.close()
+        lab = MeshLab(NetLab(), work)
+        try:
+            lab.start_lab()
+            subprocess.run(
+                [
+                    "skopeo",
+                    "copy",
+                    "--quiet",
+                    "--dest-tls-verify=false",
+                    "--dest-creds",
+                    f"admin:{lab.key}",
+                    f"oci:{work / 'image'}:latest",
+                    f"docker://{lab.url.removeprefix('http://')}/lab/busybox:latest",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            lab.add_host("b")
+            transfer = _throughput(lab, megabytes, runs)
+            attach = _attach_latency(lab, runs)
+        finally:
+            lab.close()
 
     mesh_s = statistics.median(transfer["mesh_s"])
     underlay_s = statistics.median(transfer["underlay_s"])

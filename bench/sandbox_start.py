@@ -28,13 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -44,9 +40,7 @@ import click
 import httpx
 import psutil
 from bare_runc import BareRunc, cached_image
-from lab_processes import EnrolledAgent, LabFailed, StandaloneLab, StopOnce
-
-from gstacks_agent.sandboxes import rootfs
+from lab_processes import EnrolledAgent, LabFailed, StandaloneLab, bench_work_dir
 
 log = logging.getLogger("gstacks.bench.sandbox_start")
 
@@ -144,20 +138,6 @@ def measure(work: Path, runs: int) -> dict[str, Any]:
     }
 
 
-def remove_work_dir(work: Path) -> None:
-    """Unmount whatever is still mounted under `work`, then remove it."""
-    prefix = f"{os.path.realpath(work)}/"
-    mounted = [p for p in rootfs.mount_points() if p.startswith(prefix)]
-    for point in sorted(mounted, key=len, reverse=True):
-        log.warning("unmounting leftover %s", point)
-        rootfs.unmount(Path(point))
-    # rmtree crosses mount points; never let it walk into someone's files.
-    if any(p.startswith(prefix) for p in rootfs.mount_points()):
-        log.error("%s still holds mounts; leaving it in place", work)
-        return
-    shutil.rmtree(work, ignore_errors=True)
-
-
 def report(figures: dict[str, Any]) -> str:
     """The human-readable table."""
     ours, bare = figures["ours"], figures["runc"]
@@ -200,24 +180,8 @@ def report(figures: dict[str, Any]) -> str:
     help="Starts to time of each kind.",
 )
 def main(runs: int) -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    if os.geteuid() != 0:
-        raise click.ClickException("run as root: sandboxes need mounts and runc")
-    stop = StopOnce()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-
-    work = Path(tempfile.mkdtemp(prefix="gstacks-bench-"))
-    try:
+    with bench_work_dir() as work:
         figures = measure(work, runs)
-    finally:
-        stop.stopping = True
-        remove_work_dir(work)
     click.echo(report(figures))
     click.echo(json.dumps({"benchmark": "sandbox_start", **figures}))
 

@@ -30,19 +30,17 @@ import json
 import logging
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 import trio
-from lab_processes import StandaloneLab, StopOnce
-from sandbox_start import BUILD_IMAGE_SCRIPT, remove_work_dir
+from lab_processes import StandaloneLab, bench_work_dir
+from sandbox_start import BUILD_IMAGE_SCRIPT
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from gstacks_agent.sandboxes.runc import Runc, sandbox_exec_argv
@@ -356,24 +354,8 @@ def report(figures: dict[str, Any]) -> str:
     help="Keystrokes timed of each kind.",
 )
 def main(megabytes: int, rounds: int, keys: int) -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    if os.geteuid() != 0:
-        raise click.ClickException("run as root: sandboxes need mounts and runc")
-    stop = StopOnce()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-
-    work = Path(tempfile.mkdtemp(prefix="gstacks-bench-"))
-    try:
+    with bench_work_dir() as work:
         figures = measure(work, megabytes * MIB, rounds, keys)
-    finally:
-        stop.stopping = True
-        remove_work_dir(work)
     click.echo(report(figures))
     click.echo(json.dumps({"benchmark": "terminal", **figures}))
 
