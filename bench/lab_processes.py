@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import click
 import httpx
@@ -85,21 +85,18 @@ def stop_process(process: subprocess.Popen, what: str) -> None:
         process.wait()
 
 
-class StandaloneLab:
-    """`gstacks-agent standalone` under `work_dir`, stopped with all it created."""
+class _OwnedProcess:
+    """A process a benchmark starts on entry and always stops, by pid, on exit."""
 
-    def __init__(self, work_dir: Path) -> None:
-        self.state_dir = work_dir / "state"
-        self.runc_root = work_dir / "runc"
-        self.log_path = work_dir / "standalone.log"
-        self.port = free_loopback_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api_key = ""
-        self.process: subprocess.Popen | None = None
-        self.client: httpx.Client | None = None
-        self._live_sandboxes: set[str] = set()
+    process: subprocess.Popen | None
 
-    def __enter__(self) -> StandaloneLab:
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         try:
             self._start()
         except BaseException:
@@ -112,8 +109,23 @@ class StandaloneLab:
 
     @property
     def pid(self) -> int:
-        assert self.process is not None, "the lab is not started"
+        assert self.process is not None, f"{type(self).__name__} is not started"
         return self.process.pid
+
+
+class StandaloneLab(_OwnedProcess):
+    """`gstacks-agent standalone` under `work_dir`, stopped with all it created."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.state_dir = work_dir / "state"
+        self.runc_root = work_dir / "runc"
+        self.log_path = work_dir / "standalone.log"
+        self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_key = ""
+        self.process: subprocess.Popen | None = None
+        self.client: httpx.Client | None = None
+        self._live_sandboxes: set[str] = set()
 
     def _start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +252,7 @@ class StandaloneLab:
             log.warning("sandbox %s: unmounted its rootfs by hand", sandbox_id)
 
 
-class EnrolledAgent:
+class EnrolledAgent(_OwnedProcess):
     """A `gstacks-agent run` process enrolled as a second host of `lab`."""
 
     def __init__(self, lab: StandaloneLab, work_dir: Path) -> None:
@@ -250,22 +262,6 @@ class EnrolledAgent:
         self.log_path = work_dir / "agent.log"
         self.host_id = ""
         self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> EnrolledAgent:
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, "the agent is not started"
-        return self.process.pid
 
     def _start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
